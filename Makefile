@@ -1,0 +1,68 @@
+# Stride - build the library, the `stride` program, the example and the tests.
+#   make                 library + program + example
+#   make test            build and run every test (summary: "N passed, N failed")
+#   make sanitize-test   the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make install PREFIX=/usr/local
+#   make bench           Stride vs PyTorch benchmark (not a test)
+
+PREFIX   ?= /usr/local
+BUILD    ?= build
+CC       ?= cc
+PKGS     := zlib cairo pangocairo libpng libjpeg
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT      ?= -O2
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS   ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp -fPIC -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS   := $(PKG_LIBS) -lm -fopenmp $(EXTRA_LDFLAGS)
+
+LIB_SRC  := $(sort $(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/obj/cli/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+EX_SRC   := $(sort $(wildcard examples/*.c))
+EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+
+LIB      := $(BUILD)/libstride.a
+PROG     := $(BUILD)/stride
+
+.PHONY: all test sanitize-test install clean bench
+all: $(LIB) $(PROG) $(EX_BIN) $(TEST_BIN)
+
+$(BUILD)/obj/%.o: src/%.c include/stride.h src/*.h | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/obj/cli/%.o: cli/%.c include/stride.h $(wildcard cli/*.h) | $(BUILD)/obj/cli
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(LIB): $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(PROG): $(CLI_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+$(BUILD)/tests/%: tests/%.c tests/check.h $(LIB) | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+$(BUILD)/examples/%: examples/%.c $(LIB) | $(BUILD)/examples
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+$(BUILD)/obj $(BUILD)/obj/cli $(BUILD)/tests $(BUILD)/examples:
+	mkdir -p $@
+
+test: all
+	BUILD=$(BUILD) tests/run.sh
+
+sanitize-test:
+	$(MAKE) BUILD=build-san OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined" test
+
+install: $(LIB) $(PROG)
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/stride.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(PROG) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(PKG_LIBS) -lm -fopenmp|' stride.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stride.pc
+
+bench: all
+	bench/run
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,20 @@
+/* kernels.h - the layer kernels the model runs (fast paths, chosen per CPU), behind one interface. */
+#ifndef STRIDE_KERNELS_H
+#define STRIDE_KERNELS_H
+
+#include "model.h"
+
+/* Allocates the scratch memory the kernels need for m (called once by st_model_create). */
+int st_kernels_init(st_model *m, st_error *err);
+void st_kernels_free(st_model *m);
+
+/* Forward of layer l on n images: reads in, writes l->out. */
+void st_layer_forward(st_model *m, st_layer *l, const float *in, int n);
+/* Backward of layer l: reads dout (gradient of l->out), writes dinp (gradient of in) unless NULL,
+ * accumulates parameter gradients. */
+void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *dout, float *dinp,
+                       int n);
+/* Mean cross-entropy of logits (n x c); writes dlogits. */
+float st_cross_entropy(float *dlogits, const float *logits, const uint8_t *labels, int n, int c);
+
+#endif

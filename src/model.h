@@ -1,0 +1,67 @@
+/* model.h - the inside of a model: its layers, parameters and buffers (library-internal). */
+#ifndef STRIDE_MODEL_H
+#define STRIDE_MODEL_H
+
+#include "internal.h"
+
+#include <stdio.h>
+
+typedef enum st_layer_kind {
+    ST_L_CONV,
+    ST_L_BN,
+    ST_L_RELU,
+    ST_L_MAXPOOL,
+    ST_L_DROPOUT,
+    ST_L_LINEAR,
+    ST_L_FLATTEN
+} st_layer_kind;
+
+#define ST_BN_MOMENTUM 0.1f
+#define ST_BN_EPS 1e-5f
+
+typedef struct st_layer {
+    st_layer_kind kind;
+    char name[24];  /* PyTorch module path: "block1.0" */
+    char block[16]; /* top-level module: "block1" */
+    char desc[64];
+    int in_c, in_h, in_w;    /* per-image input shape */
+    int out_c, out_h, out_w; /* per-image output shape */
+    size_t in_size, out_size;
+    union {
+        struct { int ic, oc, kh, kw, stride, pad; } conv;
+        struct { int k, s; } pool;
+        struct { float p; } drop;
+        struct { int in, out; } lin;
+    };
+    float *w, *b, *dw, *db;              /* into the model's params / grads (conv, bn, linear) */
+    float *running_mean, *running_var;   /* batch norm buffers (into model->buffers) */
+    int64_t num_batches_tracked;
+    float *save_mean, *save_invstd;      /* batch norm: statistics of the last training batch */
+    int32_t *argmax;                     /* max pool: index of the maximum, per output */
+    float *mask;                         /* dropout: 0 or 1/(1-p), per output */
+    float *out;                          /* output activations, max_batch * out_size */
+} st_layer;
+
+struct st_model {
+    st_model_kind kind;
+    int max_batch;
+    int training, dropout_enabled;
+    int nlayers;
+    st_layer *layers;
+    size_t num_params, num_buffers;
+    float *params, *grads; /* contiguous, state_dict order */
+    float *buffers;        /* batch norm running statistics */
+    st_tensor *tensors;
+    int ntensors;
+    float *dbuf[2];        /* ping-pong gradient buffers, max_batch * largest activation */
+    uint8_t *labels;
+    const float *input;    /* input of the last forward */
+    int batch;             /* batch size of the last forward */
+    int have_loss;
+    size_t max_col;        /* largest im2col matrix of one image */
+    void *scratch;         /* kernel scratch (kernels.c) */
+    size_t bytes;          /* memory allocated */
+    st_rng rng;            /* dropout masks */
+};
+
+#endif
