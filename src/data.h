@@ -33,8 +33,8 @@ typedef struct st_idx {
  * concatenated gzip members are accepted). expect_magic is ST_IDX_IMAGES or ST_IDX_LABELS; name
  * (the file's path, or NULL) is used in error messages. Validates the magic, the sizes (images must
  * be 28 x 28, 1 <= n <= ST_IDX_MAX_ITEMS), that the data is exactly as long as the header says and,
- * for labels, that each is in 0..9. Memory is allocated only as decoded data actually arrives, never
- * beyond what the validated header announces. On failure *out is zeroed and owns nothing. */
+ * for labels, that each is in 0..9. Memory is allocated only as decoded data actually arrives,
+ * never beyond what the validated header announces. On failure *out is zeroed and owns nothing. */
 int st_idx_parse(const uint8_t *buf, size_t len, uint32_t expect_magic, const char *name,
                  st_idx *out, st_error *err);
 

@@ -59,9 +59,14 @@ struct st_model {
     int batch;             /* batch size of the last forward */
     int have_loss;
     size_t max_col;        /* largest im2col matrix of one image */
-    void *scratch;         /* kernel scratch (kernels.c) */
+    float *ws;             /* kernel workspace (kernels.c) */
+    int ws_threads;        /* threads the workspace was sized for */
+    int reference;         /* run the reference kernels (tests) */
     size_t bytes;          /* memory allocated */
     st_rng rng;            /* dropout masks */
 };
+
+/* Runs the plain reference kernels of layers.h instead of the fast ones (for tests). */
+void st_model_use_reference(st_model *m, int on);
 
 #endif

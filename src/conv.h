@@ -1,0 +1,27 @@
+/* conv.h - the fast Conv2d kernels (see conv.c). */
+#ifndef STRIDE_CONV_H
+#define STRIDE_CONV_H
+
+#include "internal.h"
+
+#define ST_CONV_GROUPS 16 /* the batch is cut into at most this many groups of images */
+
+typedef struct st_conv_shape {
+    int C, H, W;      /* input channels and size */
+    int OC, KH, KW;   /* output channels, kernel */
+    int stride, pad;
+    int OH, OW;       /* output size */
+} st_conv_shape;
+
+/* Floats of workspace st_conv2d_forward / st_conv2d_backward need for batches of up to max_batch
+ * with up to nthreads threads. */
+size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads);
+
+/* Same contracts as conv2d_forward_ref / conv2d_backward_ref (layers.h); ws has
+ * st_conv_ws_floats(s, >= N, nthreads) floats. */
+void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
+                       const st_conv_shape *s, int N, float *ws, int nthreads);
+void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const st_conv_shape *s, int N, float *ws, int nthreads);
+
+#endif

@@ -1,0 +1,106 @@
+/* cpu.c - thread count and run-time choice of the kernel level (AVX-512F, AVX2+FMA or portable).
+ *
+ * The level is detected once, on first use, with __builtin_cpu_supports (which also checks that
+ * the OS saves the vector registers), and may be lowered with STRIDE_KERNEL=portable|avx2|avx512
+ * to test the fallbacks. The thread count defaults to omp_get_num_procs().
+ */
+#include "gemm.h"
+#include "internal.h"
+
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_int g_threads;         /* 0: default (omp_get_num_procs) */
+static atomic_int g_hw_level = -1;   /* what the CPU supports; -1: not detected yet */
+static atomic_int g_level = -1;      /* level in use; -1: not chosen yet */
+
+void st_set_threads(int n)
+{
+    atomic_store(&g_threads, n > 0 ? n : 0);
+    /* so that other OpenMP regions of the library (and the program) follow the same setting */
+    omp_set_num_threads(st_get_threads());
+}
+
+int st_get_threads(void)
+{
+    int n = atomic_load(&g_threads);
+    if (n > 0)
+        return n;
+    n = omp_get_num_procs();
+    return n > 0 ? n : 1;
+}
+
+static int detect_hw_level(void)
+{
+#if defined(ST_HAVE_X86_KERNELS)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return ST_CPU_PORTABLE;
+    if (__builtin_cpu_supports("avx512f"))
+        return ST_CPU_AVX512;
+    return ST_CPU_AVX2;
+#else
+    return ST_CPU_PORTABLE;
+#endif
+}
+
+int st_cpu_max_level(void)
+{
+    int hw = atomic_load(&g_hw_level);
+    if (hw < 0) {
+        hw = detect_hw_level(); /* idempotent: a race stores the same value twice */
+        atomic_store(&g_hw_level, hw);
+    }
+    return hw;
+}
+
+/* The automatic choice: the CPU's level, lowered by STRIDE_KERNEL. */
+static int auto_level(void)
+{
+    int level = st_cpu_max_level();
+    const char *env = getenv("STRIDE_KERNEL");
+    int want = level;
+    if (env) {
+        if (strcmp(env, "portable") == 0)
+            want = ST_CPU_PORTABLE;
+        else if (strcmp(env, "avx2") == 0)
+            want = ST_CPU_AVX2;
+        else if (strcmp(env, "avx512") == 0)
+            want = ST_CPU_AVX512;
+    }
+    return want < level ? want : level;
+}
+
+int st_cpu_level(void)
+{
+    int level = atomic_load(&g_level);
+    if (level < 0) {
+        level = auto_level();
+        atomic_store(&g_level, level);
+    }
+    return level;
+}
+
+void st_cpu_force_level(int level)
+{
+    if (level < 0) {
+        atomic_store(&g_level, auto_level());
+        return;
+    }
+    int hw = st_cpu_max_level();
+    atomic_store(&g_level, level < hw ? level : hw);
+}
+
+const char *st_kernel_name(void)
+{
+    switch (st_cpu_level()) {
+    case ST_CPU_AVX512:
+        return "avx512";
+    case ST_CPU_AVX2:
+        return "avx2";
+    default:
+        return "portable";
+    }
+}

@@ -1,0 +1,460 @@
+/* gemm.c - row-major SGEMM: the blocked driver, packing, the portable micro-kernel, threading and
+ * the naive reference. The vector micro-kernels live in gemm_avx2.c and gemm_avx512.c.
+ *
+ * Blocking (Goto / BLIS):
+ *
+ *   for jc over N in steps of NC              (B panel)
+ *     for pc over K in steps of kc            (K block: kc <= KC_MAX, fixed by K alone)
+ *       pack op(B)[pc.., jc..] into NR-column slivers (or read B in place, see below)
+ *       for ic over M in steps of MC          (A block)
+ *         pack op(A)[ic.., pc..] into MR-row slivers
+ *         for jr over the panel in NR steps, for ir over the block in MR steps:
+ *           micro-kernel: MR x NR tile of C, one FMA chain per element over the K block,
+ *           then C = alpha*acc + beta*C (beta for the first K block, 1 for the others)
+ *
+ * Each element of C therefore sees the same sequence of operations whatever tile, thread or
+ * block it falls in: the sequence depends only on K (through kc) and the kernel level. Tiles at
+ * the edges of C are computed into a local MR x NR tile by the same micro-kernel and copied, so
+ * they round exactly like interior tiles. That is what makes the result independent of the
+ * number of threads, which only decides how the tiles of C are shared out.
+ *
+ * When B is not transposed its rows already hold NR contiguous columns, so small problems read B
+ * in place (row stride ldb) instead of packing it; only a partial last sliver is packed. When
+ * A is not transposed and B is (both contiguous along K) and K is long, a dot-product kernel with
+ * no packing at all is used instead (see st_gemm_dot_fn). The choice between the two depends on
+ * the shape only, never on the thread count.
+ */
+#include "gemm.h"
+#include "internal.h"
+
+#include <omp.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- kernel table */
+
+enum { PORTABLE_MR = 4, PORTABLE_NR = 16 };
+
+/* Portable micro-kernel, MR = 4, NR = 16 (plain C; the compiler may vectorise it). */
+static void ukr_portable(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
+                         ptrdiff_t ldc, float alpha, float beta)
+{
+    float acc[PORTABLE_MR][PORTABLE_NR] = {{0}};
+    for (int k = 0; k < kc; k++) {
+        const float *b = pb + k * rsb;
+        const float *a = pa + k * PORTABLE_MR;
+        for (int i = 0; i < PORTABLE_MR; i++)
+            for (int j = 0; j < PORTABLE_NR; j++)
+                acc[i][j] += a[i] * b[j];
+    }
+    for (int i = 0; i < PORTABLE_MR; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f) {
+            for (int j = 0; j < PORTABLE_NR; j++)
+                ci[j] = alpha * acc[i][j];
+        } else {
+            for (int j = 0; j < PORTABLE_NR; j++) {
+                float t = alpha * acc[i][j];
+                ci[j] = beta * ci[j] + t;
+            }
+        }
+    }
+}
+
+static const st_gemm_kernel kernel_portable = {
+    .name = "portable", .mr = PORTABLE_MR, .nr = PORTABLE_NR, .mc = 96, .ukr = ukr_portable};
+
+#if defined(ST_HAVE_X86_KERNELS)
+static const st_gemm_kernel kernel_avx2 = {.name = "avx2",
+                                           .mr = 6,
+                                           .nr = 16,
+                                           .mc = 72,
+                                           .dot_mb = 4,
+                                           .dot_nb = 3,
+                                           .ukr = st_gemm_ukr_avx2,
+                                           .dot = st_gemm_dot_avx2};
+static const st_gemm_kernel kernel_avx512 = {.name = "avx512",
+                                             .mr = 8,
+                                             .nr = 32,
+                                             .mc = 96,
+                                             .dot_mb = 4,
+                                             .dot_nb = 3,
+                                             .ukr = st_gemm_ukr_avx512,
+                                             .dot = st_gemm_dot_avx512};
+#endif
+
+const st_gemm_kernel *st_gemm_kernel_for_level(int level)
+{
+#if defined(ST_HAVE_X86_KERNELS)
+    if (level >= ST_CPU_AVX512)
+        return &kernel_avx512;
+    if (level == ST_CPU_AVX2)
+        return &kernel_avx2;
+#else
+    (void)level;
+#endif
+    return &kernel_portable;
+}
+
+/* ---------------------------------------------------------------- packing buffers */
+
+/* Per-thread, allocated once with the thread (static TLS), never per call. */
+static _Thread_local _Alignas(64) float tls_pack_a[ST_GEMM_MC_MAX * ST_GEMM_KC_MAX];
+static _Thread_local _Alignas(64) float tls_pack_b[ST_GEMM_KC_MAX * ST_GEMM_NC_MAX];
+
+/* ---------------------------------------------------------------- the problem */
+
+typedef struct gemm_plan {
+    const st_gemm_kernel *kr;
+    int ta, tb, M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    ptrdiff_t lda, ldb, ldc;
+    int use_dot; /* dot-product kernel (ta == 0, tb != 0, long K) instead of the blocked path */
+    int pack_b;  /* blocked path: pack B (else read it in place; only when tb == 0) */
+    int kc;      /* K block of the blocked path */
+} gemm_plan;
+
+static int imin(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* The dot kernel wins over packing when K is long enough to amortise its final horizontal sums
+ * and the packing it saves is a large share of the work (one of M, N small). */
+static int choose_dot(const st_gemm_kernel *kr, int ta, int tb, int M, int N, int K)
+{
+    if (!kr->dot || ta || !tb)
+        return 0;
+    if (K < 128)
+        return 0;
+    return M <= 64 || N <= 64;
+}
+
+static void plan_init(gemm_plan *p, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc)
+{
+    p->kr = st_gemm_kernel_for_level(st_cpu_level());
+    p->ta = ta != 0;
+    p->tb = tb != 0;
+    p->M = M;
+    p->N = N;
+    p->K = K;
+    p->alpha = alpha;
+    p->beta = beta;
+    p->A = A;
+    p->B = B;
+    p->C = C;
+    p->lda = lda;
+    p->ldb = ldb;
+    p->ldc = ldc;
+    p->use_dot = choose_dot(p->kr, p->ta, p->tb, M, N, K);
+    /* K blocks of equal size (a function of K only): e.g. K = 300 -> 2 blocks of 150 */
+    int nblocks = (K + ST_GEMM_KC_MAX - 1) / ST_GEMM_KC_MAX;
+    p->kc = (K + nblocks - 1) / nblocks;
+    /* In place, each B row costs one cache line per sliver and k; that is cheapest while few
+     * A slivers reuse the B sliver and B's row stride does not alias in the L1 cache. */
+    p->pack_b = p->tb || M > 4 * p->kr->mr || (ldb % 1024) == 0;
+}
+
+/* ---------------------------------------------------------------- packing */
+
+/* Packs op(A)[i0 .. i0+mb, k0 .. k0+kb) into slivers of MR rows: sliver s holds, for each k, the
+ * MR values op(A)[i0 + s*MR + r, k0 + k] (r < MR) contiguously; rows past mb are zero. */
+static inline __attribute__((always_inline)) void pack_a_impl(const gemm_plan *p, const int mr,
+                                                              int i0, int mb, int k0, int kb,
+                                                              float *dst)
+{
+    for (int s = 0; s < mb; s += mr) {
+        int rows = imin(mr, mb - s);
+        if (!p->ta) {
+            const float *src = p->A + (ptrdiff_t)(i0 + s) * p->lda + k0;
+            if (rows == mr) {
+                for (int k = 0; k < kb; k++)
+                    for (int r = 0; r < mr; r++)
+                        dst[k * mr + r] = src[r * p->lda + k];
+            } else {
+                for (int k = 0; k < kb; k++)
+                    for (int r = 0; r < mr; r++)
+                        dst[k * mr + r] = r < rows ? src[r * p->lda + k] : 0.0f;
+            }
+        } else {
+            const float *src = p->A + (ptrdiff_t)k0 * p->lda + i0 + s;
+            for (int k = 0; k < kb; k++) {
+                const float *row = src + k * p->lda;
+                if (rows == mr) {
+                    for (int r = 0; r < mr; r++)
+                        dst[k * mr + r] = row[r];
+                } else {
+                    for (int r = 0; r < mr; r++)
+                        dst[k * mr + r] = r < rows ? row[r] : 0.0f;
+                }
+            }
+        }
+        dst += (ptrdiff_t)kb * mr;
+    }
+}
+
+static void pack_a(const gemm_plan *p, int i0, int mb, int k0, int kb, float *dst)
+{
+    switch (p->kr->mr) {
+    case 4:
+        pack_a_impl(p, 4, i0, mb, k0, kb, dst);
+        break;
+    case 6:
+        pack_a_impl(p, 6, i0, mb, k0, kb, dst);
+        break;
+    case 8:
+        pack_a_impl(p, 8, i0, mb, k0, kb, dst);
+        break;
+    default:
+        pack_a_impl(p, p->kr->mr, i0, mb, k0, kb, dst);
+        break;
+    }
+}
+
+/* Packs op(B)[k0 .. k0+kb, j0 .. j0+nb) into slivers of NR columns: sliver s holds, for each k,
+ * the NR values op(B)[k0 + k, j0 + s*NR + c] (c < NR) contiguously; columns past nb are zero. */
+static inline __attribute__((always_inline)) void pack_b_impl(const gemm_plan *p, const int nr,
+                                                              int j0, int nb, int k0, int kb,
+                                                              float *dst)
+{
+    for (int s = 0; s < nb; s += nr) {
+        int cols = imin(nr, nb - s);
+        if (!p->tb) {
+            const float *src = p->B + (ptrdiff_t)k0 * p->ldb + j0 + s;
+            for (int k = 0; k < kb; k++) {
+                const float *row = src + k * p->ldb;
+                float *d = dst + k * nr;
+                if (cols == nr) {
+                    for (int c = 0; c < nr; c++)
+                        d[c] = row[c];
+                } else {
+                    for (int c = 0; c < nr; c++)
+                        d[c] = c < cols ? row[c] : 0.0f;
+                }
+            }
+        } else {
+            const float *src = p->B + (ptrdiff_t)(j0 + s) * p->ldb + k0;
+            for (int c = 0; c < cols; c++) {
+                const float *col = src + c * p->ldb;
+                for (int k = 0; k < kb; k++)
+                    dst[k * nr + c] = col[k];
+            }
+            for (int c = cols; c < nr; c++)
+                for (int k = 0; k < kb; k++)
+                    dst[k * nr + c] = 0.0f;
+        }
+        dst += (ptrdiff_t)kb * nr;
+    }
+}
+
+static void pack_b(const gemm_plan *p, int j0, int nb, int k0, int kb, float *dst)
+{
+    switch (p->kr->nr) {
+    case 16:
+        pack_b_impl(p, 16, j0, nb, k0, kb, dst);
+        break;
+    case 32:
+        pack_b_impl(p, 32, j0, nb, k0, kb, dst);
+        break;
+    default:
+        pack_b_impl(p, p->kr->nr, j0, nb, k0, kb, dst);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- single-threaded core */
+
+/* One tile of C through the micro-kernel; partial tiles go through a local full-size tile. */
+static void run_tile(const st_gemm_kernel *kr, int kc, const float *pa, const float *pb,
+                     ptrdiff_t rsb, float *c, ptrdiff_t ldc, int m, int n, float alpha,
+                     float beta)
+{
+    if (m == kr->mr && n == kr->nr) {
+        kr->ukr(kc, pa, pb, rsb, c, ldc, alpha, beta);
+        return;
+    }
+    _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
+    const int nr = kr->nr;
+    if (beta != 0.0f) {
+        memset(tile, 0, sizeof(float) * (size_t)(kr->mr * nr));
+        for (int i = 0; i < m; i++)
+            memcpy(tile + i * nr, c + i * ldc, sizeof(float) * (size_t)n);
+    }
+    kr->ukr(kc, pa, pb, rsb, tile, nr, alpha, beta);
+    for (int i = 0; i < m; i++)
+        memcpy(c + i * ldc, tile + i * nr, sizeof(float) * (size_t)n);
+}
+
+/* Blocked path for the sub-block C[i0..i1, j0..j1) (all of K). */
+static void blocked_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
+{
+    const st_gemm_kernel *kr = p->kr;
+    const int mr = kr->mr, nr = kr->nr, MC = kr->mc;
+    float *pa_buf = tls_pack_a;
+    float *pb_buf = tls_pack_b;
+
+    for (int jc = j0; jc < j1; jc += ST_GEMM_NC_MAX) {
+        const int nc = imin(ST_GEMM_NC_MAX, j1 - jc);
+        for (int pc = 0; pc < p->K; pc += p->kc) {
+            const int kb = imin(p->kc, p->K - pc);
+            const float beta = pc == 0 ? p->beta : 1.0f;
+            /* In place, only a partial last sliver is packed (at the start of pb_buf). */
+            const int full_nc = p->pack_b ? 0 : nc - nc % nr;
+            if (p->pack_b)
+                pack_b(p, jc, nc, pc, kb, pb_buf);
+            else if (full_nc < nc)
+                pack_b(p, jc + full_nc, nc - full_nc, pc, kb, pb_buf);
+
+            for (int ic = i0; ic < i1; ic += MC) {
+                const int mb = imin(MC, i1 - ic);
+                pack_a(p, ic, mb, pc, kb, pa_buf);
+                for (int jr = 0; jr < nc; jr += nr) {
+                    const int n = imin(nr, nc - jr);
+                    const float *pb;
+                    ptrdiff_t rsb;
+                    if (p->pack_b) {
+                        pb = pb_buf + (ptrdiff_t)(jr / nr) * kb * nr;
+                        rsb = nr;
+                    } else if (jr < full_nc) {
+                        pb = p->B + (ptrdiff_t)pc * p->ldb + jc + jr;
+                        rsb = p->ldb;
+                    } else {
+                        pb = pb_buf;
+                        rsb = nr;
+                    }
+                    for (int ir = 0; ir < mb; ir += mr) {
+                        const int m = imin(mr, mb - ir);
+                        float *c = p->C + (ptrdiff_t)(ic + ir) * p->ldc + jc + jr;
+                        run_tile(kr, kb, pa_buf + (ptrdiff_t)(ir / mr) * kb * mr, pb, rsb, c,
+                                 p->ldc, m, n, p->alpha, beta);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Computes the sub-block C[i0..i1, j0..j1) of the planned problem on the calling thread. */
+static void run_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
+{
+    if (i0 >= i1 || j0 >= j1)
+        return;
+    if (p->use_dot) {
+        p->kr->dot(i1 - i0, j1 - j0, p->K, p->alpha, p->A + (ptrdiff_t)i0 * p->lda, p->lda,
+                   p->B + (ptrdiff_t)j0 * p->ldb, p->ldb, p->beta,
+                   p->C + (ptrdiff_t)i0 * p->ldc + j0, p->ldc);
+    } else {
+        blocked_range(p, i0, i1, j0, j1);
+    }
+}
+
+/* C = beta * C (alpha == 0 or K == 0: A and B are not read; beta == 0: C is not read). */
+static void scale_c(int M, int N, float beta, float *C, int ldc)
+{
+    if (beta == 1.0f)
+        return;
+    for (int i = 0; i < M; i++) {
+        float *c = C + (ptrdiff_t)i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, sizeof(float) * (size_t)N);
+        else
+            for (int j = 0; j < N; j++)
+                c[j] *= beta;
+    }
+}
+
+void st_sgemm_st(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    gemm_plan p;
+    plan_init(&p, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    run_range(&p, 0, M, 0, N);
+}
+
+/* ---------------------------------------------------------------- threading */
+
+/* Below this many multiply-adds per thread, another thread costs more than it saves. */
+#define MIN_FMA_PER_THREAD (1L << 17)
+
+/* Splits `units` units into `parts` nearly equal parts; returns the start of part t. */
+static int split(int units, int parts, int t)
+{
+    return (int)((long)units * t / parts);
+}
+
+void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    gemm_plan p;
+    plan_init(&p, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+
+    long work = (long)M * N * K;
+    int threads = omp_in_parallel() ? 1 : st_get_threads();
+    if ((long)threads > work / MIN_FMA_PER_THREAD)
+        threads = (int)(work / MIN_FMA_PER_THREAD);
+    if (threads <= 1) {
+        run_range(&p, 0, M, 0, N);
+        return;
+    }
+
+    /* Tiles of C in whole register blocks; split the longer side first (each thread packs the
+     * whole of the other operand for its tile, so splitting the longer side duplicates less). */
+    const int bm = p.use_dot ? p.kr->dot_mb : p.kr->mr;
+    const int bn = p.use_dot ? p.kr->dot_nb : p.kr->nr;
+    const int um = (M + bm - 1) / bm, un = (N + bn - 1) / bn;
+    int gm, gn;
+    if (N >= M) {
+        gn = imin(un, threads);
+        gm = imin(um, (threads + gn - 1) / gn);
+    } else {
+        gm = imin(um, threads);
+        gn = imin(un, (threads + gm - 1) / gm);
+    }
+    const int tiles = gm * gn;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < tiles; t++) {
+        const int ti = t / gn, tj = t % gn;
+        const int i0 = imin(M, split(um, gm, ti) * bm), i1 = imin(M, split(um, gm, ti + 1) * bm);
+        const int j0 = imin(N, split(un, gn, tj) * bn), j1 = imin(N, split(un, gn, tj + 1) * bn);
+        run_range(&p, i0, i1, j0, j1);
+    }
+}
+
+/* ---------------------------------------------------------------- reference */
+
+void st_sgemm_ref(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double sum = 0.0;
+            if (alpha != 0.0f) {
+                for (int k = 0; k < K; k++) {
+                    double a = transa ? A[(ptrdiff_t)k * lda + i] : A[(ptrdiff_t)i * lda + k];
+                    double b = transb ? B[(ptrdiff_t)j * ldb + k] : B[(ptrdiff_t)k * ldb + j];
+                    sum += a * b;
+                }
+            }
+            float *c = &C[(ptrdiff_t)i * ldc + j];
+            double v = (double)alpha * sum;
+            if (beta != 0.0f)
+                v += (double)beta * *c;
+            *c = (float)v;
+        }
+    }
+}

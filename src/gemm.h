@@ -1,0 +1,118 @@
+/* gemm.h - Stride's matrix-multiply engine (SGEMM) and CPU-feature dispatch (internal).
+ *
+ * All matrices are row-major float32. The fast convolution and linear layers are built on
+ *
+ *     C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C[M,N]
+ *
+ * where op(X) is X (trans == 0) or X^T (trans != 0), as in BLAS:
+ *   transa == 0: A is M x K, element (i,k) at A[i*lda + k]  (lda >= K)
+ *   transa != 0: A is K x M, element (i,k) at A[k*lda + i]  (lda >= M)
+ *   transb == 0: B is K x N, element (k,j) at B[k*ldb + j]  (ldb >= N)
+ *   transb != 0: B is N x K, element (k,j) at B[j*ldb + k]  (ldb >= K)
+ *   C is M x N, element (i,j) at C[i*ldc + j]               (ldc >= N)
+ * beta == 0 means C is only written, never read (NaN or garbage in C is ignored); alpha == 0 or
+ * K == 0 means A and B are not read. M <= 0 or N <= 0 is a no-op. C must not overlap A or B.
+ *
+ * Determinism: every element of C is accumulated by one thread, in a K order fixed by the shape
+ * (M, N, K, transa, transb) and the kernel level alone, so results are bit-identical for any number
+ * of threads, and st_sgemm and st_sgemm_st give bit-identical results. Different kernel levels
+ * (avx512 / avx2 / portable) differ by float rounding only.
+ *
+ * Memory: no allocation. Packing buffers are fixed-size static _Thread_local arrays (about 360 KiB
+ * per thread that calls a GEMM; glibc carves static TLS out of each thread's stack, so threads
+ * created with stacks under ~1 MiB should not call these functions).
+ *
+ * Implementation (gemm.c, gemm_avx2.c, gemm_avx512.c): Goto/BLIS-style blocking. op(A) is packed
+ * into MR-row slivers, op(B) into NR-column slivers (or, when B is not transposed, read in place
+ * with its own row stride), and a register-blocked micro-kernel (AVX-512 8x32, AVX2+FMA 6x16,
+ * portable C 4x16) computes MR x NR tiles; edge tiles go through a small local tile so every
+ * element follows the same instruction sequence. When both operands are contiguous along K
+ * (transa == 0, transb != 0) and K is long, a dot-product kernel that needs no packing is used.
+ */
+#ifndef STRIDE_GEMM_H
+#define STRIDE_GEMM_H
+
+#include <stddef.h>
+
+/* ---------------------------------------------------------------- public-in-library API */
+
+/* C = alpha * op(A) * op(B) + beta * C, parallelised with OpenMP over tiles of C when the problem
+ * is big enough (with st_get_threads() threads; single-threaded inside an active parallel region). */
+void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The same, always on the calling thread: for use inside the caller's own parallel regions
+ * (e.g. one image per thread). Thread-safe; bit-identical to st_sgemm. */
+void st_sgemm_st(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The reference: a naive triple loop accumulating in double, rounded once to float. Slow. */
+void st_sgemm_ref(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---------------------------------------------------------------- CPU dispatch (cpu.c) */
+
+enum { ST_CPU_PORTABLE = 0, ST_CPU_AVX2 = 1, ST_CPU_AVX512 = 2 };
+
+/* The kernel level in use: 0 portable, 1 AVX2+FMA, 2 AVX-512F. Chosen once, on first use, from
+ * __builtin_cpu_supports, lowered by the environment variable STRIDE_KERNEL=portable|avx2|avx512
+ * if it names a lower level than the CPU supports (a higher or unknown value is ignored). */
+int st_cpu_level(void);
+/* The highest level this CPU (and this build) supports. */
+int st_cpu_max_level(void);
+/* For tests: use min(level, st_cpu_max_level()) from now on; level < 0 returns to the automatic
+ * choice. Do not call while another thread is inside a GEMM. */
+void st_cpu_force_level(int level);
+
+/* ---------------------------------------------------------------- kernels (internal) */
+
+/* Register-blocking limits over all kernel levels (sizes of the static packing buffers). */
+#define ST_GEMM_MR_MAX 8
+#define ST_GEMM_NR_MAX 32
+#define ST_GEMM_KC_MAX 256 /* K block: a packed A sliver (MR x KC) and B sliver stay in L1 */
+#define ST_GEMM_MC_MAX 96  /* M block: the packed A block (MC x KC) stays in L2 */
+#define ST_GEMM_NC_MAX 256 /* N block: the packed B panel (KC x NC) stays in L2 */
+
+/* Micro-kernel: computes the MR x NR tile
+ *     acc[i][j] = sum_{k < kc} pa[k*MR + i] * pb[k*rsb + j]      (k ascending, one FMA chain)
+ *     c[i*ldc + j] = alpha * acc[i][j]                 if beta == 0 (c not read)
+ *     c[i*ldc + j] = fma(beta, c[i*ldc + j], alpha * acc[i][j])  otherwise
+ * pa is a packed A sliver (MR floats per k); pb points to NR contiguous floats per k, rows rsb
+ * floats apart (rsb == NR for a packed sliver, ldb when B is read in place). kc >= 1. */
+typedef void (*st_gemm_ukr_fn)(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
+                               ptrdiff_t ldc, float alpha, float beta);
+
+/* Dot-product kernel for A (M x K, rows lda apart) times B^T (B is N x K, rows ldb apart): both
+ * operands contiguous along K, no packing. Each C element is one dot product computed lane-wise
+ * over K in vector-width steps, summed across lanes in a fixed tree, then
+ *     c = alpha * dot (beta == 0)   or   c = fma(beta, c, alpha * dot).
+ * Computes rows [0, m) and columns [0, n) of C. */
+typedef void (*st_gemm_dot_fn)(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
+                               const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
+
+typedef struct st_gemm_kernel {
+    const char *name;
+    int mr, nr;         /* micro-kernel tile */
+    int mc;             /* M block, a multiple of mr, <= ST_GEMM_MC_MAX */
+    int dot_mb, dot_nb; /* dot kernel's register block (for splitting work between threads) */
+    st_gemm_ukr_fn ukr;
+    st_gemm_dot_fn dot; /* NULL: the level has no dot kernel */
+} st_gemm_kernel;
+
+/* The kernel of a level (0, 1, 2). Levels not compiled in fall back to the portable kernel. */
+const st_gemm_kernel *st_gemm_kernel_for_level(int level);
+
+/* Per-level kernels, defined in gemm_avx2.c and gemm_avx512.c (x86-64 only). */
+#if defined(__x86_64__) || defined(__i386__)
+#define ST_HAVE_X86_KERNELS 1
+void st_gemm_ukr_avx2(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
+                      ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_dot_avx2(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
+                      const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
+void st_gemm_ukr_avx512(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
+                        ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_dot_avx512(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
+                        const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
+#endif
+
+#endif
