@@ -62,7 +62,7 @@ void st_sf_format_shape(char *buf, size_t cap, const int64_t *shape, int ndim)
     for (int i = 0; i <= ndim; i++) {
         char part[32];
         if (i == ndim)
-            snprintf(part, sizeof part, "]");
+            snprintf(part, sizeof part, "%s", ndim == 0 ? "[]" : "]");
         else
             snprintf(part, sizeof part, "%s%lld", i ? "," : "[", (long long)shape[i]);
         size_t k = strlen(part);

@@ -82,7 +82,7 @@ class RefWriter:
         self.names.add(name)
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().numpy()
-        arr = np.ascontiguousarray(np.asarray(value).astype(NPDT[dtype]))
+        arr = np.array(np.asarray(value).astype(NPDT[dtype]), order="C")  # keeps 0-d arrays 0-d
         self.items.append((name, dtype, arr))
 
     def f16(self, name, value):

@@ -100,8 +100,8 @@ static inline FILE *ref_fopen(const char *file, char *path, size_t cap)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = 0;
-            snprintf(path, cap, "%s/../../tests/ref/%s", exe, file);
-            if ((f = fopen(path, "rb"))) return f;
+            int k = snprintf(path, cap, "%s/../../tests/ref/%s", exe, file);
+            if (k > 0 && (size_t)k < cap && (f = fopen(path, "rb"))) return f;
         }
     }
     snprintf(path, cap, "tests/ref/%s", file);

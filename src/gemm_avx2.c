@@ -1,0 +1,176 @@
+/* gemm_avx2.c - AVX2+FMA kernels of the SGEMM engine (see gemm.h for their contracts).
+ *
+ * Written with intrinsics in functions marked __attribute__((target("avx2,fma"))), so this file
+ * is compiled without -mavx2 and the binary still runs on older CPUs: cpu.c only selects these
+ * kernels when the CPU has AVX2 and FMA.
+ *
+ *   st_gemm_ukr_avx2  6 x 16 micro-kernel: 12 ymm accumulators, per k two 8-float loads of the B
+ *                     sliver and six broadcasts from the packed A sliver.
+ *   st_gemm_dot_avx2  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3 rows
+ *                     of B, 12 ymm accumulators over K in steps of 8 (masked tail), then a fixed
+ *                     horizontal-sum tree.
+ */
+#include "gemm.h"
+
+#if defined(ST_HAVE_X86_KERNELS)
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#ifndef ST_TARGET_AVX2
+#define ST_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+/* ---------------------------------------------------------------- 6 x 16 micro-kernel */
+
+#define UKR_ROW(i)                                                                                \
+    do {                                                                                          \
+        const __m256 a = _mm256_broadcast_ss(pa + (i));                                           \
+        c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);                                                \
+        c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);                                                \
+    } while (0)
+
+#define UKR_STORE(i)                                                                              \
+    do {                                                                                          \
+        float *ci = c + (i) * ldc;                                                                \
+        __m256 t0 = _mm256_mul_ps(va, c##i##0), t1 = _mm256_mul_ps(va, c##i##1);                  \
+        if (beta != 0.0f) {                                                                       \
+            t0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), t0);                                    \
+            t1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), t1);                                \
+        }                                                                                         \
+        _mm256_storeu_ps(ci, t0);                                                                 \
+        _mm256_storeu_ps(ci + 8, t1);                                                             \
+    } while (0)
+
+ST_TARGET_AVX2 void st_gemm_ukr_avx2(int kc, const float *pa, const float *pb, ptrdiff_t rsb,
+                                     float *c, ptrdiff_t ldc, float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8);
+        UKR_ROW(0);
+        UKR_ROW(1);
+        UKR_ROW(2);
+        UKR_ROW(3);
+        UKR_ROW(4);
+        UKR_ROW(5);
+        pa += 6;
+        pb += rsb;
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    UKR_STORE(0);
+    UKR_STORE(1);
+    UKR_STORE(2);
+    UKR_STORE(3);
+    UKR_STORE(4);
+    UKR_STORE(5);
+}
+
+#undef UKR_ROW
+#undef UKR_STORE
+
+/* ---------------------------------------------------------------- dot-product kernel */
+
+/* 8 ones then 8 zeros: loading 8 ints at mask_tab + 8 - r gives a mask of the first r lanes. */
+static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* The sum of the 8 lanes, always in the same order. */
+static inline ST_TARGET_AVX2 float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* C block of R x S (R <= 4, S <= 3) dot products; R and S are constants after inlining. */
+static inline __attribute__((always_inline)) ST_TARGET_AVX2 void
+dot_block(const int R, const int S, int K, float alpha, const float *A, ptrdiff_t lda,
+          const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc)
+{
+    __m256 acc[4][3];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++)
+            acc[r][s] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 b[3];
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++)
+            b[s] = _mm256_loadu_ps(B + s * ldb + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m256 a = _mm256_loadu_ps(A + r * lda + k);
+#pragma GCC unroll 3
+            for (int s = 0; s < S; s++)
+                acc[r][s] = _mm256_fmadd_ps(a, b[s], acc[r][s]);
+        }
+    }
+    if (k < K) {
+        const __m256i mask = _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - (K - k)));
+        __m256 b[3];
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++)
+            b[s] = _mm256_maskload_ps(B + s * ldb + k, mask);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m256 a = _mm256_maskload_ps(A + r * lda + k, mask);
+#pragma GCC unroll 3
+            for (int s = 0; s < S; s++)
+                acc[r][s] = _mm256_fmadd_ps(a, b[s], acc[r][s]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++) {
+            float *c = C + r * ldc + s;
+            float t = alpha * hsum8(acc[r][s]);
+            if (beta != 0.0f)
+                t = __builtin_fmaf(beta, *c, t);
+            *c = t;
+        }
+}
+
+#define DOT_CASE(R, S)                                                                            \
+    case (R) * 4 + (S):                                                                           \
+        dot_block(R, S, K, alpha, a, lda, b, ldb, beta, c, ldc);                                  \
+        break
+
+ST_TARGET_AVX2 void st_gemm_dot_avx2(int m, int n, int K, float alpha, const float *A,
+                                     ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta,
+                                     float *C, ptrdiff_t ldc)
+{
+    for (int i = 0; i < m; i += 4) {
+        const int R = m - i < 4 ? m - i : 4;
+        const float *a = A + i * lda;
+        for (int j = 0; j < n; j += 3) {
+            const int S = n - j < 3 ? n - j : 3;
+            const float *b = B + j * ldb;
+            float *c = C + i * ldc + j;
+            switch (R * 4 + S) {
+                DOT_CASE(4, 3);
+                DOT_CASE(4, 2);
+                DOT_CASE(4, 1);
+                DOT_CASE(3, 3);
+                DOT_CASE(3, 2);
+                DOT_CASE(3, 1);
+                DOT_CASE(2, 3);
+                DOT_CASE(2, 2);
+                DOT_CASE(2, 1);
+                DOT_CASE(1, 3);
+                DOT_CASE(1, 2);
+                DOT_CASE(1, 1);
+            default:
+                break;
+            }
+        }
+    }
+}
+
+#undef DOT_CASE
+
+#endif

@@ -1,0 +1,180 @@
+/* gemm_avx512.c - AVX-512F kernels of the SGEMM engine (see gemm.h for their contracts).
+ *
+ * Written with intrinsics in functions marked __attribute__((target(...))), so this file is
+ * compiled without -mavx512f and the binary still runs everywhere: cpu.c only selects these
+ * kernels when the CPU (and OS) support AVX-512F.
+ *
+ *   st_gemm_ukr_avx512  8 x 32 micro-kernel: 16 zmm accumulators, per k two 16-float loads of the
+ *                       B sliver and eight broadcasts from the packed A sliver. 8 rows suit
+ *                       Stride's M = 16, 32, 64 exactly.
+ *   st_gemm_dot_avx512  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3
+ *                       rows of B, 12 zmm accumulators over K in steps of 16 (masked tail), then
+ *                       a fixed horizontal-sum tree.
+ */
+#include "gemm.h"
+
+#if defined(ST_HAVE_X86_KERNELS)
+
+#include <immintrin.h>
+
+#ifndef ST_TARGET_AVX512
+#define ST_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#endif
+
+/* ---------------------------------------------------------------- 8 x 32 micro-kernel */
+
+#define UKR_ROW(i)                                                                                \
+    do {                                                                                          \
+        const __m512 a = _mm512_set1_ps(pa[i]);                                                   \
+        c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                                                \
+        c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);                                                \
+    } while (0)
+
+#define UKR_STORE(i)                                                                              \
+    do {                                                                                          \
+        float *ci = c + (i) * ldc;                                                                \
+        __m512 t0 = _mm512_mul_ps(va, c##i##0), t1 = _mm512_mul_ps(va, c##i##1);                  \
+        if (beta != 0.0f) {                                                                       \
+            t0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), t0);                                    \
+            t1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), t1);                               \
+        }                                                                                         \
+        _mm512_storeu_ps(ci, t0);                                                                 \
+        _mm512_storeu_ps(ci + 16, t1);                                                            \
+    } while (0)
+
+ST_TARGET_AVX512 void st_gemm_ukr_avx512(int kc, const float *pa, const float *pb, ptrdiff_t rsb,
+                                         float *c, ptrdiff_t ldc, float alpha, float beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    for (int k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16);
+        UKR_ROW(0);
+        UKR_ROW(1);
+        UKR_ROW(2);
+        UKR_ROW(3);
+        UKR_ROW(4);
+        UKR_ROW(5);
+        UKR_ROW(6);
+        UKR_ROW(7);
+        pa += 8;
+        pb += rsb;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    UKR_STORE(0);
+    UKR_STORE(1);
+    UKR_STORE(2);
+    UKR_STORE(3);
+    UKR_STORE(4);
+    UKR_STORE(5);
+    UKR_STORE(6);
+    UKR_STORE(7);
+}
+
+#undef UKR_ROW
+#undef UKR_STORE
+
+/* ---------------------------------------------------------------- dot-product kernel */
+
+/* The sum of the 16 lanes, always in the same order. */
+static inline ST_TARGET_AVX512 float hsum16(__m512 v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* C block of R x S (R <= 4, S <= 3) dot products; R and S are constants after inlining. */
+static inline __attribute__((always_inline)) ST_TARGET_AVX512 void
+dot_block(const int R, const int S, int K, float alpha, const float *A, ptrdiff_t lda,
+          const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc)
+{
+    __m512 acc[4][3];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++)
+            acc[r][s] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 b[3];
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++)
+            b[s] = _mm512_loadu_ps(B + s * ldb + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 a = _mm512_loadu_ps(A + r * lda + k);
+#pragma GCC unroll 3
+            for (int s = 0; s < S; s++)
+                acc[r][s] = _mm512_fmadd_ps(a, b[s], acc[r][s]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 mask = (__mmask16)((1u << (K - k)) - 1u);
+        __m512 b[3];
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++)
+            b[s] = _mm512_maskz_loadu_ps(mask, B + s * ldb + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 a = _mm512_maskz_loadu_ps(mask, A + r * lda + k);
+#pragma GCC unroll 3
+            for (int s = 0; s < S; s++)
+                acc[r][s] = _mm512_fmadd_ps(a, b[s], acc[r][s]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int s = 0; s < S; s++) {
+            float *c = C + r * ldc + s;
+            float t = alpha * hsum16(acc[r][s]);
+            if (beta != 0.0f)
+                t = __builtin_fmaf(beta, *c, t);
+            *c = t;
+        }
+}
+
+#define DOT_CASE(R, S)                                                                            \
+    case (R) * 4 + (S):                                                                           \
+        dot_block(R, S, K, alpha, a, lda, b, ldb, beta, c, ldc);                                  \
+        break
+
+ST_TARGET_AVX512 void st_gemm_dot_avx512(int m, int n, int K, float alpha, const float *A,
+                                         ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta,
+                                         float *C, ptrdiff_t ldc)
+{
+    for (int i = 0; i < m; i += 4) {
+        const int R = m - i < 4 ? m - i : 4;
+        const float *a = A + i * lda;
+        for (int j = 0; j < n; j += 3) {
+            const int S = n - j < 3 ? n - j : 3;
+            const float *b = B + j * ldb;
+            float *c = C + i * ldc + j;
+            switch (R * 4 + S) {
+                DOT_CASE(4, 3);
+                DOT_CASE(4, 2);
+                DOT_CASE(4, 1);
+                DOT_CASE(3, 3);
+                DOT_CASE(3, 2);
+                DOT_CASE(3, 1);
+                DOT_CASE(2, 3);
+                DOT_CASE(2, 2);
+                DOT_CASE(2, 1);
+                DOT_CASE(1, 3);
+                DOT_CASE(1, 2);
+                DOT_CASE(1, 1);
+            default:
+                break;
+            }
+        }
+    }
+}
+
+#undef DOT_CASE
+
+#endif

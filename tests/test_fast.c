@@ -1,0 +1,236 @@
+/* test_fast.c - the fast kernels against the reference kernels, and determinism across threads.
+ *
+ * Tolerance: the fast kernels sum the same terms in another order (GEMM blocking, FMA), so each
+ * value may differ by about K * 2^-24 * sum|terms| where K is the number of terms. We check
+ * |fast - ref| <= 1e-5 * (sum of |terms| bound) using a scale computed from the data: for a
+ * convolution the scale of an output is sum |x| |w| over its window, bounded here by
+ * K * max|x| * max|w|. */
+#include "check.h"
+#include "conv.h"
+#include "gemm.h"
+#include "layers.h"
+#include "model.h"
+#include "stride.h"
+
+#include <string.h>
+
+static float frand(st_rng *r)
+{
+    return 2.0f * st_rng_uniform(r) - 1.0f;
+}
+
+static void fill(float *x, size_t n, st_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand(r);
+}
+
+/* max |a-b| / scale over n values; prints it */
+static double maxdiff(const char *what, const float *a, const float *b, size_t n, double scale)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / scale;
+        if (d > worst || d != d)
+            worst = d;
+    }
+    printf("    %-28s max |fast-ref|/scale = %.3g\n", what, worst);
+    return worst;
+}
+
+typedef struct conv_case {
+    int N, C, H, W, OC, K, S, P;
+} conv_case;
+
+static void test_conv_fast_vs_ref(void)
+{
+    const conv_case cases[] = {
+        {1, 1, 28, 28, 16, 5, 1, 2}, {3, 16, 14, 14, 32, 3, 1, 1}, {5, 32, 7, 7, 64, 3, 1, 1},
+        {2, 3, 7, 9, 5, 3, 2, 0},    {4, 2, 9, 7, 3, 1, 1, 0},     {17, 4, 6, 5, 6, 5, 2, 2},
+        {64, 1, 28, 28, 16, 5, 1, 2}, {33, 16, 14, 14, 8, 3, 2, 1},
+    };
+    st_rng r;
+    st_rng_seed(&r, 42);
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        const conv_case *c = &cases[t];
+        int OH = st_conv_out_size(c->H, c->K, c->S, c->P), OW = st_conv_out_size(c->W, c->K, c->S, c->P);
+        st_conv_shape s = {c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P, OH, OW};
+        size_t nin = (size_t)c->N * c->C * c->H * c->W, nout = (size_t)c->N * c->OC * OH * OW;
+        size_t nw = (size_t)c->OC * c->C * c->K * c->K;
+        float *x = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(c->OC * 4);
+        float *y1 = malloc(nout * 4), *y2 = malloc(nout * 4), *dy = malloc(nout * 4);
+        float *dx1 = malloc(nin * 4), *dx2 = malloc(nin * 4);
+        float *dw1 = calloc(nw, 4), *dw2 = calloc(nw, 4), *db1 = calloc(c->OC, 4),
+              *db2 = calloc(c->OC, 4);
+        int nt = 3;
+        float *ws = malloc(st_conv_ws_floats(&s, c->N, nt) * 4);
+        fill(x, nin, &r), fill(w, nw, &r), fill(b, c->OC, &r), fill(dy, nout, &r);
+        conv2d_forward_ref(y1, x, w, b, c->N, c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P);
+        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt);
+        conv2d_backward_ref(dx1, dw1, db1, dy, x, w, c->N, c->C, c->H, c->W, c->OC, c->K, c->K,
+                            c->S, c->P);
+        st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt);
+        printf("  conv N=%d C=%d %dx%d OC=%d k=%d s=%d p=%d\n", c->N, c->C, c->H, c->W, c->OC,
+               c->K, c->S, c->P);
+        double kfw = (double)c->C * c->K * c->K, kdw = (double)c->N * OH * OW;
+        double tol = 1e-5;
+        CHECK(maxdiff("output", y1, y2, nout, kfw + 1) < tol);
+        CHECK(maxdiff("input grad", dx1, dx2, nin, (double)c->OC * c->K * c->K) < tol);
+        CHECK(maxdiff("weight grad", dw1, dw2, nw, kdw) < tol);
+        CHECK(maxdiff("bias grad", db1, db2, (size_t)c->OC, kdw) < tol);
+        free(x), free(w), free(b), free(y1), free(y2), free(dy), free(dx1), free(dx2);
+        free(dw1), free(dw2), free(db1), free(db2), free(ws);
+    }
+}
+
+/* One model with the reference kernels and one with the fast kernels: forward, loss, backward and
+ * 3 Adam steps agree. */
+static void model_fast_vs_ref(st_model_kind kind)
+{
+    st_error err;
+    int N = 13;
+    st_model *a = st_model_create(kind, N, 5, &err), *b = st_model_create(kind, N, 5, &err);
+    CHECK(a && b);
+    if (!a || !b)
+        return;
+    st_model_use_reference(a, 1);
+    st_model_set_dropout(a, 0);
+    st_model_set_dropout(b, 0);
+    st_optim_config cfg = st_adam_config(1e-3);
+    st_optim *oa = st_optim_create(a, &cfg, &err), *ob = st_optim_create(b, &cfg, &err);
+    st_rng r;
+    st_rng_seed(&r, 9);
+    float *x = malloc((size_t)N * 784 * 4);
+    uint8_t y[64];
+    double worst_logit = 0, worst_grad = 0;
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < N * 784; i++)
+            x[i] = st_rng_uniform(&r);
+        for (int i = 0; i < N; i++)
+            y[i] = (uint8_t)st_rng_below(&r, 10);
+        const float *la, *lb;
+        float lossa, lossb;
+        st_model_zero_grad(a), st_model_zero_grad(b);
+        CHECK(st_model_forward(a, x, N, &la, &err) == 0);
+        CHECK(st_model_forward(b, x, N, &lb, &err) == 0);
+        CHECK(st_model_loss(a, y, &lossa, &err) == 0 && st_model_loss(b, y, &lossb, &err) == 0);
+        for (int i = 0; i < N * 10; i++) {
+            double d = fabs((double)la[i] - lb[i]) / (1.0 + fabs((double)la[i]));
+            worst_logit = d > worst_logit ? d : worst_logit;
+        }
+        CHECK(st_model_backward(a, &err) == 0 && st_model_backward(b, &err) == 0);
+        const float *ga = st_model_grads(a);
+        double gmax = 0;
+        for (size_t i = 0; i < st_model_num_params(a); i++)
+            gmax = fabs(ga[i]) > gmax ? fabs(ga[i]) : gmax;
+        /* per tensor, relative to the tensor's largest gradient, on the first step (later steps
+         * start from parameters that already differ by rounding) */
+        for (int t = 0; t < st_model_num_tensors(a); t++) {
+            const st_tensor *ta = st_model_tensor(a, t), *tb = st_model_tensor(b, t);
+            if (!ta->grad)
+                continue;
+            double tmax = 0, tw = 0;
+            for (size_t i = 0; i < ta->numel; i++)
+                tmax = fabs(ta->grad[i]) > tmax ? fabs(ta->grad[i]) : tmax;
+            for (size_t i = 0; i < ta->numel; i++) {
+                double d = fabs((double)ta->grad[i] - tb->grad[i]) / (tmax + 1e-30);
+                tw = d > tw ? d : tw;
+            }
+            if (step == 0)
+                printf("      %-28s grad max %.3g, max diff / max %.3g\n", ta->name, tmax, tw);
+            /* a conv bias followed by batch norm has a zero gradient in exact arithmetic: what
+             * is left is rounding noise, compared only in absolute terms below */
+            if (step == 0 && tmax > 1e-4 * gmax)
+                worst_grad = tw > worst_grad ? tw : worst_grad;
+        }
+        st_optim_step(oa), st_optim_step(ob);
+    }
+    /* Adam normalises each gradient by its own magnitude, so a parameter whose true gradient is
+     * zero (a conv bias before batch norm) moves by +-lr on rounding noise alone, in either
+     * system: such tensors are skipped here. */
+    double worst_param = 0;
+    for (int t = 0; t < st_model_num_tensors(a); t++) {
+        const st_tensor *ta = st_model_tensor(a, t), *tb = st_model_tensor(b, t);
+        if (!ta->grad || (kind == ST_MODEL_CNN && strstr(ta->name, ".0.bias") &&
+                          strncmp(ta->name, "block", 5) == 0))
+            continue;
+        for (size_t i = 0; i < ta->numel; i++) {
+            double d = fabs((double)((float *)ta->data)[i] - ((float *)tb->data)[i]);
+            worst_param = d > worst_param ? d : worst_param;
+        }
+    }
+    printf("    %s: logits rel %.3g, grads (rel. to max grad) %.3g, params after 3 Adam steps "
+           "abs %.3g\n",
+           st_model_kind_name(kind), worst_logit, worst_grad, worst_param);
+    CHECK(worst_logit < 1e-5);
+    CHECK(worst_grad < 1e-5);
+    /* Adam moves each parameter by at most ~lr per step; rounding differences in the gradient
+     * can flip tiny updates, so allow a small fraction of one step. */
+    CHECK(worst_param < 3e-4);
+    free(x);
+    st_optim_free(oa), st_optim_free(ob);
+    st_model_free(a), st_model_free(b);
+}
+
+static void test_models_fast_vs_ref(void)
+{
+    model_fast_vs_ref(ST_MODEL_CNN);
+    model_fast_vs_ref(ST_MODEL_LINEAR);
+    model_fast_vs_ref(ST_MODEL_MLP);
+}
+
+/* Trains the CNN (dropout on) for a few steps with a given thread count; returns its params. */
+static float *train_with_threads(int threads, size_t *n)
+{
+    st_set_threads(threads);
+    st_error err;
+    int N = 24;
+    st_model *m = st_model_create(ST_MODEL_CNN, N, 77, &err);
+    st_optim_config cfg = st_adam_config(1e-3);
+    st_optim *o = st_optim_create(m, &cfg, &err);
+    st_rng r;
+    st_rng_seed(&r, 3);
+    float *x = malloc((size_t)N * 784 * 4);
+    uint8_t y[32];
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < N * 784; i++)
+            x[i] = st_rng_uniform(&r);
+        for (int i = 0; i < N; i++)
+            y[i] = (uint8_t)st_rng_below(&r, 10);
+        float loss;
+        st_model_zero_grad(m);
+        st_model_forward(m, x, N, NULL, &err);
+        st_model_loss(m, y, &loss, &err);
+        st_model_backward(m, &err);
+        st_optim_step(o);
+    }
+    *n = st_model_num_params(m);
+    float *p = malloc(*n * 4);
+    memcpy(p, st_model_params(m), *n * 4);
+    free(x);
+    st_optim_free(o);
+    st_model_free(m);
+    return p;
+}
+
+static void test_threads_bit_identical(void)
+{
+    int saved = st_get_threads();
+    size_t n1, n2, n3;
+    float *p1 = train_with_threads(1, &n1), *p2 = train_with_threads(2, &n2),
+          *p3 = train_with_threads(3, &n3);
+    CHECK(n1 == n2 && n2 == n3);
+    CHECKF(memcmp(p1, p2, n1 * 4) == 0, "1 vs 2 threads differ");
+    CHECKF(memcmp(p1, p3, n1 * 4) == 0, "1 vs 3 threads differ");
+    free(p1), free(p2), free(p3);
+    st_set_threads(saved);
+}
+
+int main(void)
+{
+    printf("kernels: %s\n", st_kernel_name());
+    RUN(test_conv_fast_vs_ref);
+    RUN(test_models_fast_vs_ref);
+    RUN(test_threads_bit_identical);
+    return CHECK_DONE();
+}

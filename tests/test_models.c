@@ -1,0 +1,479 @@
+/* test_models.c - the three models and the optimisers, through the public API, against PyTorch
+ * (tests/ref/model_KIND.ref, adam_KIND.ref, sgd_mlp.ref written by tests/gen_ref.py), plus the
+ * statistics of Stride's own default initialisation.
+ *
+ * The PyTorch weights are copied into the Stride model by name (st_model_find_tensor), after
+ * checking that Stride lists exactly PyTorch's state_dict: names, order, dtypes and shapes.
+ * Every case runs twice: with the fast kernels the library trains with, and with the reference
+ * kernels of layers.h (st_model_use_reference).
+ *
+ * Tolerances (|got - exp| <= atol + rtol |exp|, atol = A * max|exp| of the tensor compared):
+ *  - One forward/backward pass (logits, loss, every gradient, running stats): rtol = 1e-4,
+ *    A = 1e-5. Each layer adds sums of up to 3136 terms evaluated in a different order (PyTorch's
+ *    oneDNN / MKL vs Stride's GEMM), ~1e-6 relative per layer, and batch norm with a batch of 8
+ *    divides by standard deviations of a few values, which amplifies those differences in the
+ *    gradients by ~10x; 1e-4 relative is still 1000x smaller than any real error (a wrong index,
+ *    a missing term, a biased variance).
+ *  - 10 Adam steps (final weights, buffers, per-step losses): rtol = 1e-4, A = 1e-4. Adam divides
+ *    by sqrt(v) + eps: where a gradient is tiny, a relative difference of 1e-6 in it becomes a
+ *    relative difference of the same order in the step, but steps where m and sqrt(v) are both
+ *    near zero can move by a larger fraction of lr; 1e-4 of the largest weight bounds that.
+ *  - 5 SGD steps: the update is linear in the gradients: rtol = 1e-4, A = 1e-5.
+ */
+#include "model.h"
+#include "stride.h"
+
+#include "check.h"
+#include "refio.h"
+
+#include <string.h>
+
+#define NIMG 8
+
+static const char *const kind_file[] = {"cnn", "linear", "mlp"};
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void to_input(float *x, const uint8_t *u8, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)u8[i] / 255.0f; /* ToTensor: x.float().div(255) */
+}
+
+static int cmp_scaled(const char *what, const float *got, const float *exp, size_t n, double A,
+                      double rtol)
+{
+    return ref_compare(what, got, exp, n, A * ref_max_abs(exp, n), rtol);
+}
+
+/* Checks that m lists exactly the tensors "init/..." of rf, in order, and copies their values. */
+static int load_init(st_model *m, const ref_file *rf)
+{
+    int k = 0, ok = 1;
+    for (int i = 0; i < rf->n; i++) {
+        const ref_tensor *r = &rf->t[i];
+        if (strncmp(r->name, "init/", 5) != 0) continue;
+        const char *name = r->name + 5;
+        const st_tensor *t = st_model_tensor(m, k);
+        if (!t || strcmp(t->name, name) != 0) {
+            fprintf(stderr, "    tensor %d: Stride has %s, PyTorch's state_dict %s\n", k,
+                    t ? t->name : "nothing", name);
+            ok = 0;
+            break;
+        }
+        int shape_ok = t->ndim == r->ndim && t->numel == r->numel;
+        for (int d = 0; shape_ok && d < r->ndim; d++) shape_ok = t->shape[d] == r->dims[d];
+        int dtype_ok = (t->dtype == ST_F32 && r->dtype == REF_F32) ||
+                       (t->dtype == ST_I64 && r->dtype == REF_I64);
+        if (!shape_ok || !dtype_ok || st_model_find_tensor(m, name) != t) {
+            fprintf(stderr, "    %s: shape, dtype or lookup differ from PyTorch's\n", name);
+            ok = 0;
+            break;
+        }
+        if ((t->grad != NULL) != (strstr(name, "running_") == NULL && !strstr(name, "num_batches"))) {
+            fprintf(stderr, "    %s: a parameter must have a gradient, a buffer none\n", name);
+            ok = 0;
+        }
+        memcpy(t->data, r->data, r->numel * (r->dtype == REF_I64 ? 8 : 4));
+        k++;
+    }
+    if (ok && k != st_model_num_tensors(m)) {
+        fprintf(stderr, "    Stride has %d tensors, PyTorch's state_dict %d\n",
+                st_model_num_tensors(m), k);
+        ok = 0;
+    }
+    return ok;
+}
+
+static st_model *model_from_ref(st_model_kind kind, const ref_file *rf, int reference)
+{
+    st_error err = {{0}};
+    st_model *m = st_model_create(kind, NIMG, 99, &err);
+    CHECKF(m != NULL, "%s", err.msg);
+    if (!m) return NULL;
+    st_model_use_reference(m, reference);
+    if (!load_init(m, rf)) {
+        CHECK(0);
+        st_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ------------------------------------------------------------------------------ layout */
+
+static void test_state_dict_layout(void)
+{
+    static const size_t nparams[] = {426602, 7850, 535818};
+    static const int ntensors[] = {22, 2, 6};
+    for (int k = 0; k < 3; k++) {
+        ref_file rf;
+        char file[32];
+        snprintf(file, sizeof file, "model_%s.ref", kind_file[k]);
+        if (ref_open(&rf, file)) {
+            CHECK(0);
+            continue;
+        }
+        st_model *m = model_from_ref((st_model_kind)k, &rf, 0); /* checks names, order, shapes */
+        if (m) {
+            CHECK(st_model_num_params(m) == nparams[k]);
+            CHECK(st_model_num_tensors(m) == ntensors[k]);
+            size_t np = 0;
+            for (int i = 0; i < st_model_num_tensors(m); i++) {
+                const st_tensor *t = st_model_tensor(m, i);
+                if (t->grad) np += t->numel;
+                if (t->dtype == ST_I64) CHECK(t->ndim == 0 && t->numel == 1);
+            }
+            CHECK(np == nparams[k]);
+            CHECK(st_model_tensor(m, -1) == NULL && st_model_tensor(m, ntensors[k]) == NULL);
+            CHECK(st_model_find_tensor(m, "nope.weight") == NULL);
+            printf("    %s: %d tensors, %zu parameters, state_dict names/order/shapes match\n",
+                   kind_file[k], st_model_num_tensors(m), st_model_num_params(m));
+        }
+        st_model_free(m);
+        ref_close(&rf);
+    }
+}
+
+/* ------------------------------------------------------------------------------ one step */
+
+static void check_forward_backward(st_model_kind kind, int reference)
+{
+    const double A = 1e-5, R = 1e-4;
+    ref_file rf;
+    char file[32], what[128];
+    snprintf(file, sizeof file, "model_%s.ref", kind_file[kind]);
+    if (ref_open(&rf, file)) {
+        CHECK(0);
+        return;
+    }
+    printf("  %s, %s kernels\n", kind_file[kind], reference ? "reference" : "fast");
+    st_model *m = model_from_ref(kind, &rf, reference);
+    if (!m) {
+        ref_close(&rf);
+        return;
+    }
+    st_error err = {{0}};
+    float x[NIMG * 784];
+    to_input(x, ref_u8(&rf, "x"), NIMG * 784);
+    const uint8_t *y = ref_u8(&rf, "y");
+    const float *logits = NULL;
+    float loss = 0;
+    st_model_set_training(m, 1);
+    st_model_set_dropout(m, 0);
+    st_model_zero_grad(m);
+    CHECKF(st_model_forward(m, x, NIMG, &logits, &err) == 0, "%s", err.msg);
+    CHECKF(st_model_loss(m, y, &loss, &err) == 0, "%s", err.msg);
+    CHECKF(st_model_backward(m, &err) == 0, "%s", err.msg);
+    CHECK(cmp_scaled("logits (train)", logits, ref_f32(&rf, "logits"), NIMG * 10, A, R));
+    CHECK(cmp_scaled("loss", &loss, ref_f32(&rf, "loss"), 1, A, R));
+    for (int i = 0; i < st_model_num_tensors(m); i++) {
+        const st_tensor *t = st_model_tensor(m, i);
+        if (t->grad) {
+            snprintf(what, sizeof what, "grad %s", t->name);
+            const float *e = ref_f32_opt(&rf, "grad/%s", t->name);
+            if (e) {
+                CHECK(cmp_scaled(what, t->grad, e, t->numel, A, R));
+                continue;
+            }
+            /* big Linear weight: grad = dout^T inp, from PyTorch's factors */
+            const ref_tensor *fi = ref_tensor_of(&rf, "gradfac/%s/inp", t->name),
+                             *fo = ref_tensor_of(&rf, "gradfac/%s/dout", t->name);
+            int N = (int)fi->dims[0], IN = (int)fi->dims[1], OUT = (int)fo->dims[1];
+            CHECK(N == NIMG && (size_t)IN * OUT == t->numel);
+            float *ex = malloc(t->numel * sizeof(float));
+            const float *fin = fi->data, *fout = fo->data;
+            for (int o = 0; o < OUT; o++)
+                for (int j = 0; j < IN; j++) {
+                    double s = 0;
+                    for (int n = 0; n < N; n++) s += (double)fout[n * OUT + o] * fin[n * IN + j];
+                    ex[(size_t)o * IN + j] = (float)s;
+                }
+            strcat(what, " (from factors)");
+            CHECK(cmp_scaled(what, t->grad, ex, t->numel, A, R));
+            free(ex);
+        } else if (t->dtype == ST_F32) {
+            snprintf(what, sizeof what, "after forward %s", t->name);
+            CHECK(cmp_scaled(what, t->data, ref_f32(&rf, "after/%s", t->name), t->numel, A, R));
+        } else {
+            int64_t got = *(const int64_t *)t->data, e = ref_i64(&rf, "after/%s", t->name)[0];
+            CHECKF(got == e, "%s = %lld, PyTorch %lld", t->name, (long long)got, (long long)e);
+        }
+    }
+    /* evaluation mode, dropout enabled (it must be the identity there) */
+    st_model_set_training(m, 0);
+    st_model_set_dropout(m, 1);
+    CHECKF(st_model_forward(m, x, NIMG, &logits, &err) == 0, "%s", err.msg);
+    CHECK(cmp_scaled("logits (eval)", logits, ref_f32(&rf, "eval_logits"), NIMG * 10, A, R));
+    CHECK(st_model_backward(m, &err) != 0); /* no backward in evaluation mode */
+    st_model_free(m);
+    ref_close(&rf);
+}
+
+static void test_cnn_forward_backward(void)
+{
+    check_forward_backward(ST_MODEL_CNN, 0);
+    check_forward_backward(ST_MODEL_CNN, 1);
+}
+
+static void test_linear_forward_backward(void)
+{
+    check_forward_backward(ST_MODEL_LINEAR, 0);
+    check_forward_backward(ST_MODEL_LINEAR, 1);
+}
+
+static void test_mlp_forward_backward(void)
+{
+    check_forward_backward(ST_MODEL_MLP, 0);
+    check_forward_backward(ST_MODEL_MLP, 1);
+}
+
+/* ------------------------------------------------------------------------------ training */
+
+static void check_training(st_model_kind kind, const char *optname, int reference)
+{
+    int adam = strcmp(optname, "adam") == 0;
+    const double A = adam ? 1e-4 : 1e-5, R = 1e-4;
+    ref_file init, rf;
+    char file[32], what[128];
+    snprintf(file, sizeof file, "model_%s.ref", kind_file[kind]);
+    if (ref_open(&init, file)) {
+        CHECK(0);
+        return;
+    }
+    snprintf(file, sizeof file, "%s_%s.ref", optname, kind_file[kind]);
+    if (ref_open(&rf, file)) {
+        CHECK(0);
+        ref_close(&init);
+        return;
+    }
+    const ref_tensor *xs = ref_tensor_of(&rf, "x");
+    int steps = (int)xs->dims[0];
+    printf("  %s, %d %s steps, %s kernels\n", kind_file[kind], steps, optname,
+           reference ? "reference" : "fast");
+    st_model *m = model_from_ref(kind, &init, reference);
+    if (!m) goto out;
+    st_error err = {{0}};
+    st_optim_config cfg = adam ? st_adam_config(1e-3) : st_sgd_config(0.01, 0.9);
+    st_optim *o = st_optim_create(m, &cfg, &err);
+    CHECKF(o != NULL, "%s", err.msg);
+    if (!o) goto out;
+    float x[NIMG * 784], losses[16];
+    const uint8_t *ys = ref_u8(&rf, "y");
+    const float *logits;
+    st_model_set_training(m, 1);
+    st_model_set_dropout(m, 0);
+    for (int s = 0; s < steps && s < 16; s++) {
+        to_input(x, (const uint8_t *)xs->data + (size_t)s * NIMG * 784, NIMG * 784);
+        st_model_zero_grad(m);
+        CHECK(st_model_forward(m, x, NIMG, &logits, &err) == 0);
+        CHECK(st_model_loss(m, ys + s * NIMG, &losses[s], &err) == 0);
+        CHECK(st_model_backward(m, &err) == 0);
+        st_optim_step(o);
+    }
+    CHECK(st_optim_steps(o) == steps);
+    CHECK(cmp_scaled("loss at each step", losses, ref_f32(&rf, "loss"), (size_t)steps, A, R));
+    for (int i = 0; i < st_model_num_tensors(m); i++) {
+        const st_tensor *t = st_model_tensor(m, i);
+        snprintf(what, sizeof what, "final %s", t->name);
+        if (t->dtype == ST_I64) {
+            int64_t got = *(const int64_t *)t->data, e = ref_i64(&rf, "final/%s", t->name)[0];
+            CHECKF(got == e, "%s = %lld, PyTorch %lld", t->name, (long long)got, (long long)e);
+            continue;
+        }
+        const float *e = ref_f32_opt(&rf, "final/%s", t->name);
+        if (e) {
+            CHECK(cmp_scaled(what, t->data, e, t->numel, A, R));
+            continue;
+        }
+        const ref_tensor *es = ref_tensor_of(&rf, "final_sampled/%s", t->name);
+        float *got = malloc(es->numel * sizeof(float));
+        size_t k = 0;
+        for (size_t j = 0; j < t->numel; j++)
+            if (ref_sampled(j, t->numel) && k < es->numel) got[k++] = ((const float *)t->data)[j];
+        CHECK(k == es->numel);
+        strcat(what, " (sampled)");
+        CHECK(cmp_scaled(what, got, es->data, es->numel, A, R));
+        free(got);
+    }
+    st_model_set_training(m, 0);
+    to_input(x, xs->data, NIMG * 784);
+    CHECK(st_model_forward(m, x, NIMG, &logits, &err) == 0);
+    CHECK(cmp_scaled("logits (eval, after training)", logits, ref_f32(&rf, "eval_logits"),
+                     NIMG * 10, A, R));
+    st_optim_free(o);
+out:
+    st_model_free(m);
+    ref_close(&init);
+    ref_close(&rf);
+}
+
+static void test_adam_cnn(void)
+{
+    check_training(ST_MODEL_CNN, "adam", 0);
+    check_training(ST_MODEL_CNN, "adam", 1);
+}
+
+static void test_adam_linear(void)
+{
+    check_training(ST_MODEL_LINEAR, "adam", 0);
+    check_training(ST_MODEL_LINEAR, "adam", 1);
+}
+
+static void test_adam_mlp(void)
+{
+    check_training(ST_MODEL_MLP, "adam", 0);
+    check_training(ST_MODEL_MLP, "adam", 1);
+}
+
+static void test_sgd_mlp(void)
+{
+    check_training(ST_MODEL_MLP, "sgd", 0);
+    check_training(ST_MODEL_MLP, "sgd", 1);
+}
+
+/* ------------------------------------------------------------------------------ dropout */
+
+static void test_dropout_in_model(void)
+{
+    ref_file rf;
+    if (ref_open(&rf, "model_cnn.ref")) {
+        CHECK(0);
+        return;
+    }
+    st_error err = {{0}};
+    st_model *m = model_from_ref(ST_MODEL_CNN, &rf, 0);
+    if (!m) {
+        ref_close(&rf);
+        return;
+    }
+    float x[NIMG * 784], a[NIMG * 10], b[NIMG * 10], c[NIMG * 10];
+    const float *lg;
+    to_input(x, ref_u8(&rf, "x"), NIMG * 784);
+    /* training, dropout off: deterministic */
+    st_model_set_training(m, 1);
+    st_model_set_dropout(m, 0);
+    CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
+    memcpy(a, lg, sizeof a);
+    /* dropout on: different logits, different again on the next draw */
+    st_model_set_dropout(m, 1);
+    CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
+    memcpy(b, lg, sizeof b);
+    CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
+    memcpy(c, lg, sizeof c);
+    CHECK(memcmp(a, b, sizeof a) != 0 && memcmp(b, c, sizeof b) != 0);
+    /* the same generator state gives the same masks */
+    st_rng saved = *st_model_rng(m);
+    CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
+    memcpy(b, lg, sizeof b);
+    *st_model_rng(m) = saved;
+    CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
+    CHECK(memcmp(b, lg, sizeof b) == 0);
+    /* evaluation: dropout is the identity whether enabled or not */
+    st_model_set_training(m, 0);
+    CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
+    memcpy(b, lg, sizeof b);
+    st_model_set_dropout(m, 0);
+    CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
+    CHECK(memcmp(b, lg, sizeof b) == 0);
+    st_model_free(m);
+    ref_close(&rf);
+}
+
+/* ------------------------------------------------------------------------------ init */
+
+/* PyTorch's default init (Kaiming-uniform with a = sqrt(5) for weights, the same bound for
+ * biases): uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)], variance bound^2 / 3. Stride draws from
+ * its own generator, so this is checked statistically, with 4-sigma limits: the sample mean has
+ * sd bound / sqrt(3n); the sample variance of a uniform has relative sd sqrt(0.8 / n) (kurtosis
+ * 1.8), 0.6% for the 401,408 weights of classifier.1. */
+static void test_default_init(void)
+{
+    for (int k = 0; k < 3; k++) {
+        st_error err = {{0}};
+        st_model *m = st_model_create((st_model_kind)k, 4, 12345, &err);
+        CHECKF(m != NULL, "%s", err.msg);
+        if (!m) continue;
+        double fan_in = 0;
+        for (int i = 0; i < st_model_num_tensors(m); i++) {
+            const st_tensor *t = st_model_tensor(m, i);
+            const float *v = t->data;
+            if (t->dtype == ST_I64) {
+                CHECK(*(const int64_t *)t->data == 0);
+                continue;
+            }
+            if (ends_with(t->name, "weight") && t->ndim >= 2) {
+                fan_in = 1;
+                for (int d = 1; d < t->ndim; d++) fan_in *= (double)t->shape[d];
+            } else if (ends_with(t->name, "bias") && i > 0 &&
+                       st_model_tensor(m, i - 1)->ndim >= 2) {
+                /* the bias of the conv / linear weight just before: same fan_in */
+            } else {
+                /* batch norm: weight 1, bias 0, running_mean 0, running_var 1 */
+                float want = ends_with(t->name, "weight") || ends_with(t->name, "running_var");
+                size_t bad = 0;
+                for (size_t j = 0; j < t->numel; j++) bad += v[j] != want;
+                CHECKF(bad == 0, "%s: %zu elements are not %g", t->name, bad, (double)want);
+                continue;
+            }
+            double bound = 1.0 / sqrt(fan_in), n = (double)t->numel, s = 0, ss = 0, mx = 0;
+            size_t out = 0;
+            for (size_t j = 0; j < t->numel; j++) {
+                s += v[j];
+                mx = fmax(mx, fabs(v[j]));
+                out += !(fabs(v[j]) <= bound * (1 + 1e-6));
+            }
+            double mean = s / n;
+            for (size_t j = 0; j < t->numel; j++) ss += (v[j] - mean) * (v[j] - mean);
+            double var = ss / (n - 1), want = bound * bound / 3;
+            double z_mean = mean / (bound / sqrt(3 * n)), rel_var = var / want - 1,
+                   lim_var = 4 * sqrt(0.8 / n);
+            printf("    %-28s n=%-7.0f bound=%.5f max|x|/bound=%.5f mean z=%+.2f "
+                   "var/(bound^2/3)-1=%+.4f (limit %.4f)\n",
+                   t->name, n, bound, mx / bound, z_mean, rel_var, lim_var);
+            CHECKF(out == 0, "%s: %zu values outside +-%g", t->name, out, bound);
+            CHECKF(fabs(z_mean) <= 4, "%s: mean %g", t->name, mean);
+            CHECKF(fabs(rel_var) <= lim_var, "%s: variance %g, expected %g", t->name, var, want);
+            /* the extremes come close to the bound: P(max < bound (1 - 20/n)) ~ e^-20 */
+            if (n >= 100) CHECKF(mx >= bound * (1 - 20 / n), "%s: max %g", t->name, mx);
+        }
+        /* same seed: bit-identical; another seed: different */
+        st_model *m2 = st_model_create((st_model_kind)k, 4, 12345, &err);
+        st_model *m3 = st_model_create((st_model_kind)k, 4, 12346, &err);
+        CHECK(m2 && m3);
+        if (m2 && m3) {
+            size_t np = st_model_num_params(m), same = 0;
+            CHECK(memcmp(st_model_params(m), st_model_params(m2), np * sizeof(float)) == 0);
+            const float *p1 = st_model_params(m), *p3 = st_model_params(m3);
+            for (size_t j = 0; j < np; j++) same += p1[j] == p3[j];
+            printf("    %s: seed 12345 twice: identical; seed 12346: %zu of %zu values equal\n",
+                   kind_file[k], same, np);
+            /* BN weights (1) and biases (0) are the same whatever the seed */
+            CHECK(same < np / 100 + 300);
+            /* the tensors' data are views of the flat parameter vector */
+            const st_tensor *t0 = st_model_tensor(m, 0);
+            CHECK(t0->data == (void *)st_model_params(m) && t0->grad == st_model_grads(m));
+        }
+        st_model_free(m3);
+        st_model_free(m2);
+        st_model_free(m);
+    }
+}
+
+int main(void)
+{
+    RUN(test_state_dict_layout);
+    RUN(test_cnn_forward_backward);
+    RUN(test_linear_forward_backward);
+    RUN(test_mlp_forward_backward);
+    RUN(test_adam_cnn);
+    RUN(test_adam_linear);
+    RUN(test_adam_mlp);
+    RUN(test_sgd_mlp);
+    RUN(test_dropout_in_model);
+    RUN(test_default_init);
+    return CHECK_DONE();
+}
