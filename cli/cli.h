@@ -84,6 +84,11 @@ void print_structure(const st_model *m);
 void print_block_params(const st_model *m);
 int write_metrics_json(const char *path, const train_record *recs, int n, const options *o);
 
+/* Figures (figures.c): draw and print "saved PATH"; format NULL picks it from the path. */
+int draw_featuremaps(st_model *cnn, const st_dataset *test, int index, const char *path,
+                     const char *format, int verbose);
+int draw_comparison(const train_record recs[3], const char *path, const char *format);
+
 /* Subcommands */
 int cmd_run(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -166,20 +166,10 @@ int cmd_run(int argc, char **argv)
     /* 5. feature maps */
     printf("\n== Feature maps ==\n");
     {
-        float img[784];
-        uint32_t idx = 0;
-        uint8_t label;
-        st_dataset_batch(&test, &idx, 1, img, &label);
-        st_model_set_training(cnn, 0);
-        if (st_model_forward(cnn, img, 1, NULL, &err) != 0) {
-            rc = fail(1, "%s", err.msg);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/featuremaps.%s", out, o.format ? o.format : "png");
+        if ((rc = draw_featuremaps(cnn, &test, 0, path, o.format, 1)) != 0)
             goto done;
-        }
-        printf("Original image: %s\n", st_class_names[label]);
-        printf("Block 1 output: [1, 16, 14, 14] (16 channels, 14x14)\n");
-        printf("Block 2 output: [1, 32, 7, 7] (32 channels, 7x7)\n");
-        printf("Block 3 output: [1, 64, 7, 7] (64 channels, 7x7)\n");
-        printf("(figures are not drawn yet in this version: featuremaps skipped)\n");
     }
 
     /* 6. the fully-connected nets */
@@ -205,7 +195,12 @@ int cmd_run(int argc, char **argv)
 
     /* 8. comparison */
     printf("\n== Comparison ==\n");
-    printf("(figures are not drawn yet in this version: comparison chart skipped)\n");
+    {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/comparison.%s", out, o.format ? o.format : "png");
+        if ((rc = draw_comparison(recs, path, o.format)) != 0)
+            goto done;
+    }
     printf("\n%-18s %12s %12s %12s %14s\n", "Model", "Parameters", "Mean time(s)", "Final cost",
            "Test accuracy");
     printf("========================================================================\n");
@@ -413,7 +408,8 @@ static const struct {
     int (*fn)(int, char **);
 } commands[] = {
     {"run", cmd_run},         {"train", cmd_train},     {"eval", cmd_eval},
-    {"shapes", cmd_shapes},   {"summary", cmd_summary},
+    {"shapes", cmd_shapes},   {"summary", cmd_summary}, {"featuremaps", cmd_featuremaps},
+    {"plot", cmd_plot},       {"predict", cmd_predict},
 };
 
 int main(int argc, char **argv)

@@ -34,17 +34,20 @@
 
 enum { PORTABLE_MR = 4, PORTABLE_NR = 16 };
 
-/* Portable micro-kernel, MR = 4, NR = 16 (plain C; the compiler may vectorise it). */
-static void ukr_portable(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
-                         ptrdiff_t ldc, float alpha, float beta)
+/* Portable micro-kernels, MR = 4, NR = 16 (plain C; the compiler may vectorise them).
+ * A(i,k) = a[k*sk + i*si]. */
+static inline __attribute__((always_inline)) void
+ukr_portable_impl(int kc, const float *a, ptrdiff_t sk, ptrdiff_t si, const float *b,
+                  ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha, float beta)
 {
     float acc[PORTABLE_MR][PORTABLE_NR] = {{0}};
     for (int k = 0; k < kc; k++) {
-        const float *b = pb + k * rsb;
-        const float *a = pa + k * PORTABLE_MR;
-        for (int i = 0; i < PORTABLE_MR; i++)
+        const float *bk = b + k * rsb;
+        for (int i = 0; i < PORTABLE_MR; i++) {
+            const float aik = a[k * sk + i * si];
             for (int j = 0; j < PORTABLE_NR; j++)
-                acc[i][j] += a[i] * b[j];
+                acc[i][j] += aik * bk[j];
+        }
     }
     for (int i = 0; i < PORTABLE_MR; i++) {
         float *ci = c + i * ldc;
@@ -60,8 +63,24 @@ static void ukr_portable(int kc, const float *pa, const float *pb, ptrdiff_t rsb
     }
 }
 
-static const st_gemm_kernel kernel_portable = {
-    .name = "portable", .mr = PORTABLE_MR, .nr = PORTABLE_NR, .mc = 96, .ukr = ukr_portable};
+static void ukr_portable(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                         float *c, ptrdiff_t ldc, float alpha, float beta)
+{
+    ukr_portable_impl(kc, a, sa, 1, b, rsb, c, ldc, alpha, beta);
+}
+
+static void ukr_rows_portable(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                              float *c, ptrdiff_t ldc, float alpha, float beta)
+{
+    ukr_portable_impl(kc, a, 1, sa, b, rsb, c, ldc, alpha, beta);
+}
+
+static const st_gemm_kernel kernel_portable = {.name = "portable",
+                                               .mr = PORTABLE_MR,
+                                               .nr = PORTABLE_NR,
+                                               .mc = 96,
+                                               .ukr = ukr_portable,
+                                               .ukr_rows = ukr_rows_portable};
 
 #if defined(ST_HAVE_X86_KERNELS)
 static const st_gemm_kernel kernel_avx2 = {.name = "avx2",
@@ -71,6 +90,7 @@ static const st_gemm_kernel kernel_avx2 = {.name = "avx2",
                                            .dot_mb = 4,
                                            .dot_nb = 3,
                                            .ukr = st_gemm_ukr_avx2,
+                                           .ukr_rows = st_gemm_ukr_rows_avx2,
                                            .dot = st_gemm_dot_avx2};
 static const st_gemm_kernel kernel_avx512 = {.name = "avx512",
                                              .mr = 8,
@@ -79,6 +99,7 @@ static const st_gemm_kernel kernel_avx512 = {.name = "avx512",
                                              .dot_mb = 4,
                                              .dot_nb = 3,
                                              .ukr = st_gemm_ukr_avx512,
+                                             .ukr_rows = st_gemm_ukr_rows_avx512,
                                              .dot = st_gemm_dot_avx512};
 #endif
 
@@ -111,6 +132,7 @@ typedef struct gemm_plan {
     float *C;
     ptrdiff_t lda, ldb, ldc;
     int use_dot; /* dot-product kernel (ta == 0, tb != 0, long K) instead of the blocked path */
+    int pack_a;  /* blocked path: pack A (else read it in place, packing only partial slivers) */
     int pack_b;  /* blocked path: pack B (else read it in place; only when tb == 0) */
     int kc;      /* K block of the blocked path */
 } gemm_plan;
@@ -156,43 +178,44 @@ static void plan_init(gemm_plan *p, int ta, int tb, int M, int N, int K, float a
     /* In place, each B row costs one cache line per sliver and k; that is cheapest while few
      * A slivers reuse the B sliver and B's row stride does not alias in the L1 cache. */
     p->pack_b = p->tb || M > 4 * p->kr->mr || (ldb % 1024) == 0;
+    p->pack_a = 0;
 }
 
 /* ---------------------------------------------------------------- packing */
 
 /* Packs op(A)[i0 .. i0+mb, k0 .. k0+kb) into slivers of MR rows: sliver s holds, for each k, the
- * MR values op(A)[i0 + s*MR + r, k0 + k] (r < MR) contiguously; rows past mb are zero. */
+ * MR values op(A)[i0 + s*MR + r, k0 + k] (r < MR) contiguously; rows past mb are zero. The source
+ * is read along its contiguous direction (rows of A, or rows of A^T), which matters when A is
+ * large and its rows are far apart. */
 static inline __attribute__((always_inline)) void pack_a_impl(const gemm_plan *p, const int mr,
                                                               int i0, int mb, int k0, int kb,
                                                               float *dst)
 {
-    for (int s = 0; s < mb; s += mr) {
-        int rows = imin(mr, mb - s);
-        if (!p->ta) {
-            const float *src = p->A + (ptrdiff_t)(i0 + s) * p->lda + k0;
-            if (rows == mr) {
+    const ptrdiff_t lda = p->lda;
+    if (!p->ta) {
+        for (int s = 0; s < mb; s += mr, dst += (ptrdiff_t)kb * mr) {
+            const int rows = imin(mr, mb - s);
+            const float *src = p->A + (ptrdiff_t)(i0 + s) * lda + k0;
+            for (int r = 0; r < rows; r++)
                 for (int k = 0; k < kb; k++)
-                    for (int r = 0; r < mr; r++)
-                        dst[k * mr + r] = src[r * p->lda + k];
-            } else {
+                    dst[k * mr + r] = src[r * lda + k];
+            for (int r = rows; r < mr; r++)
                 for (int k = 0; k < kb; k++)
-                    for (int r = 0; r < mr; r++)
-                        dst[k * mr + r] = r < rows ? src[r * p->lda + k] : 0.0f;
-            }
-        } else {
-            const float *src = p->A + (ptrdiff_t)k0 * p->lda + i0 + s;
-            for (int k = 0; k < kb; k++) {
-                const float *row = src + k * p->lda;
-                if (rows == mr) {
-                    for (int r = 0; r < mr; r++)
-                        dst[k * mr + r] = row[r];
-                } else {
-                    for (int r = 0; r < mr; r++)
-                        dst[k * mr + r] = r < rows ? row[r] : 0.0f;
-                }
-            }
+                    dst[k * mr + r] = 0.0f;
         }
-        dst += (ptrdiff_t)kb * mr;
+    } else {
+        const float *src = p->A + (ptrdiff_t)k0 * lda + i0;
+        const int full = mb - mb % mr;
+        for (int k = 0; k < kb; k++) {
+            const float *row = src + k * lda;
+            float *d = dst + k * mr;
+            for (int s = 0; s < full; s += mr, d += (ptrdiff_t)kb * mr)
+                for (int r = 0; r < mr; r++)
+                    d[r] = row[s + r];
+            if (full < mb)
+                for (int r = 0; r < mr; r++)
+                    d[r] = full + r < mb ? row[full + r] : 0.0f;
+        }
     }
 }
 
@@ -215,38 +238,37 @@ static void pack_a(const gemm_plan *p, int i0, int mb, int k0, int kb, float *ds
 }
 
 /* Packs op(B)[k0 .. k0+kb, j0 .. j0+nb) into slivers of NR columns: sliver s holds, for each k,
- * the NR values op(B)[k0 + k, j0 + s*NR + c] (c < NR) contiguously; columns past nb are zero. */
+ * the NR values op(B)[k0 + k, j0 + s*NR + c] (c < NR) contiguously; columns past nb are zero.
+ * Read along the source's contiguous direction, like pack_a. */
 static inline __attribute__((always_inline)) void pack_b_impl(const gemm_plan *p, const int nr,
                                                               int j0, int nb, int k0, int kb,
                                                               float *dst)
 {
-    for (int s = 0; s < nb; s += nr) {
-        int cols = imin(nr, nb - s);
-        if (!p->tb) {
-            const float *src = p->B + (ptrdiff_t)k0 * p->ldb + j0 + s;
-            for (int k = 0; k < kb; k++) {
-                const float *row = src + k * p->ldb;
-                float *d = dst + k * nr;
-                if (cols == nr) {
-                    for (int c = 0; c < nr; c++)
-                        d[c] = row[c];
-                } else {
-                    for (int c = 0; c < nr; c++)
-                        d[c] = c < cols ? row[c] : 0.0f;
-                }
-            }
-        } else {
-            const float *src = p->B + (ptrdiff_t)(j0 + s) * p->ldb + k0;
-            for (int c = 0; c < cols; c++) {
-                const float *col = src + c * p->ldb;
+    const ptrdiff_t ldb = p->ldb;
+    if (!p->tb) {
+        const float *src = p->B + (ptrdiff_t)k0 * ldb + j0;
+        const int full = nb - nb % nr;
+        for (int k = 0; k < kb; k++) {
+            const float *row = src + k * ldb;
+            float *d = dst + k * nr;
+            for (int s = 0; s < full; s += nr, d += (ptrdiff_t)kb * nr)
+                for (int c = 0; c < nr; c++)
+                    d[c] = row[s + c];
+            if (full < nb)
+                for (int c = 0; c < nr; c++)
+                    d[c] = full + c < nb ? row[full + c] : 0.0f;
+        }
+    } else {
+        for (int s = 0; s < nb; s += nr, dst += (ptrdiff_t)kb * nr) {
+            const int cols = imin(nr, nb - s);
+            const float *src = p->B + (ptrdiff_t)(j0 + s) * ldb + k0;
+            for (int c = 0; c < cols; c++)
                 for (int k = 0; k < kb; k++)
-                    dst[k * nr + c] = col[k];
-            }
+                    dst[k * nr + c] = src[c * ldb + k];
             for (int c = cols; c < nr; c++)
                 for (int k = 0; k < kb; k++)
                     dst[k * nr + c] = 0.0f;
         }
-        dst += (ptrdiff_t)kb * nr;
     }
 }
 
@@ -267,13 +289,13 @@ static void pack_b(const gemm_plan *p, int j0, int nb, int k0, int kb, float *ds
 
 /* ---------------------------------------------------------------- single-threaded core */
 
-/* One tile of C through the micro-kernel; partial tiles go through a local full-size tile. */
-static void run_tile(const st_gemm_kernel *kr, int kc, const float *pa, const float *pb,
-                     ptrdiff_t rsb, float *c, ptrdiff_t ldc, int m, int n, float alpha,
-                     float beta)
+/* One tile of C through a micro-kernel; partial tiles go through a local full-size tile. */
+static void run_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const float *a,
+                     ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc, int m,
+                     int n, float alpha, float beta)
 {
     if (m == kr->mr && n == kr->nr) {
-        kr->ukr(kc, pa, pb, rsb, c, ldc, alpha, beta);
+        ukr(kc, a, sa, b, rsb, c, ldc, alpha, beta);
         return;
     }
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
@@ -283,7 +305,7 @@ static void run_tile(const st_gemm_kernel *kr, int kc, const float *pa, const fl
         for (int i = 0; i < m; i++)
             memcpy(tile + i * nr, c + i * ldc, sizeof(float) * (size_t)n);
     }
-    kr->ukr(kc, pa, pb, rsb, tile, nr, alpha, beta);
+    ukr(kc, a, sa, b, rsb, tile, nr, alpha, beta);
     for (int i = 0; i < m; i++)
         memcpy(c + i * ldc, tile + i * nr, sizeof(float) * (size_t)n);
 }
@@ -301,35 +323,46 @@ static void blocked_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
         for (int pc = 0; pc < p->K; pc += p->kc) {
             const int kb = imin(p->kc, p->K - pc);
             const float beta = pc == 0 ? p->beta : 1.0f;
-            /* In place, only a partial last sliver is packed (at the start of pb_buf). */
+            /* B slivers [0, full_nc) are read in place, the rest packed at pb_buf */
             const int full_nc = p->pack_b ? 0 : nc - nc % nr;
-            if (p->pack_b)
-                pack_b(p, jc, nc, pc, kb, pb_buf);
-            else if (full_nc < nc)
+            if (full_nc < nc)
                 pack_b(p, jc + full_nc, nc - full_nc, pc, kb, pb_buf);
 
             for (int ic = i0; ic < i1; ic += MC) {
                 const int mb = imin(MC, i1 - ic);
-                pack_a(p, ic, mb, pc, kb, pa_buf);
+                /* A slivers [0, full_mb) are read in place, the rest packed at pa_buf */
+                const int full_mb = p->pack_a ? 0 : mb - mb % mr;
+                if (full_mb < mb)
+                    pack_a(p, ic + full_mb, mb - full_mb, pc, kb, pa_buf);
                 for (int jr = 0; jr < nc; jr += nr) {
                     const int n = imin(nr, nc - jr);
-                    const float *pb;
+                    const float *b;
                     ptrdiff_t rsb;
-                    if (p->pack_b) {
-                        pb = pb_buf + (ptrdiff_t)(jr / nr) * kb * nr;
-                        rsb = nr;
-                    } else if (jr < full_nc) {
-                        pb = p->B + (ptrdiff_t)pc * p->ldb + jc + jr;
+                    if (jr < full_nc) {
+                        b = p->B + (ptrdiff_t)pc * p->ldb + jc + jr;
                         rsb = p->ldb;
                     } else {
-                        pb = pb_buf;
+                        b = pb_buf + (ptrdiff_t)((jr - full_nc) / nr) * kb * nr;
                         rsb = nr;
                     }
                     for (int ir = 0; ir < mb; ir += mr) {
                         const int m = imin(mr, mb - ir);
+                        const float *a;
+                        ptrdiff_t sa;
+                        st_gemm_ukr_fn ukr = kr->ukr;
+                        if (ir >= full_mb) {
+                            a = pa_buf + (ptrdiff_t)((ir - full_mb) / mr) * kb * mr;
+                            sa = mr;
+                        } else if (p->ta) {
+                            a = p->A + (ptrdiff_t)pc * p->lda + ic + ir;
+                            sa = p->lda;
+                        } else {
+                            a = p->A + (ptrdiff_t)(ic + ir) * p->lda + pc;
+                            sa = p->lda;
+                            ukr = kr->ukr_rows;
+                        }
                         float *c = p->C + (ptrdiff_t)(ic + ir) * p->ldc + jc + jr;
-                        run_tile(kr, kb, pa_buf + (ptrdiff_t)(ir / mr) * kb * mr, pb, rsb, c,
-                                 p->ldc, m, n, p->alpha, beta);
+                        run_tile(kr, ukr, kb, a, sa, b, rsb, c, p->ldc, m, n, p->alpha, beta);
                     }
                 }
             }

@@ -73,14 +73,17 @@ void st_cpu_force_level(int level);
 #define ST_GEMM_MC_MAX 96  /* M block: the packed A block (MC x KC) stays in L2 */
 #define ST_GEMM_NC_MAX 256 /* N block: the packed B panel (KC x NC) stays in L2 */
 
-/* Micro-kernel: computes the MR x NR tile
- *     acc[i][j] = sum_{k < kc} pa[k*MR + i] * pb[k*rsb + j]      (k ascending, one FMA chain)
- *     c[i*ldc + j] = alpha * acc[i][j]                 if beta == 0 (c not read)
- *     c[i*ldc + j] = fma(beta, c[i*ldc + j], alpha * acc[i][j])  otherwise
- * pa is a packed A sliver (MR floats per k); pb points to NR contiguous floats per k, rows rsb
- * floats apart (rsb == NR for a packed sliver, ldb when B is read in place). kc >= 1. */
-typedef void (*st_gemm_ukr_fn)(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
-                               ptrdiff_t ldc, float alpha, float beta);
+/* Micro-kernels: compute the MR x NR tile
+ *     acc[i][j] = sum_{k < kc} A(i,k) * b[k*rsb + j]       (k ascending, one FMA chain each)
+ *     c[i*ldc + j] = alpha * acc[i][j]                            if beta == 0 (c is not read)
+ *     c[i*ldc + j] = fma(beta, c[i*ldc + j], alpha * acc[i][j])   otherwise
+ * (portable: beta * c + alpha * acc, unfused). b points to NR contiguous floats per k, rsb floats
+ * apart (rsb == NR for a packed sliver, ldb when B is read in place). kc >= 1.
+ *   ukr:      A(i,k) = a[k*sa + i]  (a packed sliver, sa == MR, or A^T in place, sa == lda)
+ *   ukr_rows: A(i,k) = a[i*sa + k]  (rows of A in place, sa == lda)
+ * Both give bit-identical tiles for the same values of A. */
+typedef void (*st_gemm_ukr_fn)(int kc, const float *a, ptrdiff_t sa, const float *b,
+                               ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha, float beta);
 
 /* Dot-product kernel for A (M x K, rows lda apart) times B^T (B is N x K, rows ldb apart): both
  * operands contiguous along K, no packing. Each C element is one dot product computed lane-wise
@@ -95,7 +98,7 @@ typedef struct st_gemm_kernel {
     int mr, nr;         /* micro-kernel tile */
     int mc;             /* M block, a multiple of mr, <= ST_GEMM_MC_MAX */
     int dot_mb, dot_nb; /* dot kernel's register block (for splitting work between threads) */
-    st_gemm_ukr_fn ukr;
+    st_gemm_ukr_fn ukr, ukr_rows;
     st_gemm_dot_fn dot; /* NULL: the level has no dot kernel */
 } st_gemm_kernel;
 
@@ -105,12 +108,16 @@ const st_gemm_kernel *st_gemm_kernel_for_level(int level);
 /* Per-level kernels, defined in gemm_avx2.c and gemm_avx512.c (x86-64 only). */
 #if defined(__x86_64__) || defined(__i386__)
 #define ST_HAVE_X86_KERNELS 1
-void st_gemm_ukr_avx2(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
-                      ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                      float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                           float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_dot_avx2(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
                       const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
-void st_gemm_ukr_avx512(int kc, const float *pa, const float *pb, ptrdiff_t rsb, float *c,
-                        ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                        float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                             float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_dot_avx512(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
                         const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
 #endif

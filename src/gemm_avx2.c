@@ -4,8 +4,9 @@
  * is compiled without -mavx2 and the binary still runs on older CPUs: cpu.c only selects these
  * kernels when the CPU has AVX2 and FMA.
  *
- *   st_gemm_ukr_avx2  6 x 16 micro-kernel: 12 ymm accumulators, per k two 8-float loads of the B
- *                     sliver and six broadcasts from the packed A sliver.
+ *   st_gemm_ukr_avx2, st_gemm_ukr_rows_avx2
+ *                     6 x 16 micro-kernels: 12 ymm accumulators, per k two 8-float loads of B
+ *                     and six broadcasts of A (packed or A^T in place / rows of A in place).
  *   st_gemm_dot_avx2  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3 rows
  *                     of B, 12 ymm accumulators over K in steps of 8 (masked tail), then a fixed
  *                     horizontal-sum tree.
@@ -21,15 +22,34 @@
 #define ST_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
-/* ---------------------------------------------------------------- 6 x 16 micro-kernel */
+/* ---------------------------------------------------------------- 6 x 16 micro-kernels */
+
+/* One k step: B row k (16 floats), then row i of the tile += A(i,k) * B row k for i < 6.
+ * A_AT(i) is the address of A(i,k) for the current k. */
+#define UKR_STEP()                                                                                \
+    do {                                                                                          \
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                        \
+        UKR_ROW(0);                                                                               \
+        UKR_ROW(1);                                                                               \
+        UKR_ROW(2);                                                                               \
+        UKR_ROW(3);                                                                               \
+        UKR_ROW(4);                                                                               \
+        UKR_ROW(5);                                                                               \
+        b += rsb;                                                                                 \
+    } while (0)
 
 #define UKR_ROW(i)                                                                                \
     do {                                                                                          \
-        const __m256 a = _mm256_broadcast_ss(pa + (i));                                           \
-        c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);                                                \
-        c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);                                                \
+        const __m256 a_ = _mm256_broadcast_ss(A_AT(i));                                           \
+        c##i##0 = _mm256_fmadd_ps(a_, b0, c##i##0);                                               \
+        c##i##1 = _mm256_fmadd_ps(a_, b1, c##i##1);                                               \
     } while (0)
 
+#define UKR_ZERO()                                                                                \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;      \
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00
+
+/* c = alpha * acc (beta == 0, c not read) or fma(beta, c, alpha * acc). */
 #define UKR_STORE(i)                                                                              \
     do {                                                                                          \
         float *ci = c + (i) * ldc;                                                                \
@@ -42,33 +62,52 @@
         _mm256_storeu_ps(ci + 8, t1);                                                             \
     } while (0)
 
-ST_TARGET_AVX2 void st_gemm_ukr_avx2(int kc, const float *pa, const float *pb, ptrdiff_t rsb,
-                                     float *c, ptrdiff_t ldc, float alpha, float beta)
+#define UKR_STORE_ALL()                                                                           \
+    do {                                                                                          \
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);                       \
+        UKR_STORE(0);                                                                             \
+        UKR_STORE(1);                                                                             \
+        UKR_STORE(2);                                                                             \
+        UKR_STORE(3);                                                                             \
+        UKR_STORE(4);                                                                             \
+        UKR_STORE(5);                                                                             \
+    } while (0)
+
+/* A(i,k) at a[k*sa + i]: a packed sliver (sa = 6) or A^T read in place (sa = lda). */
+ST_TARGET_AVX2 void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
+                                     ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
+                                     float beta)
 {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    UKR_ZERO();
+#define A_AT(i) (a + (i))
     for (int k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8);
-        UKR_ROW(0);
-        UKR_ROW(1);
-        UKR_ROW(2);
-        UKR_ROW(3);
-        UKR_ROW(4);
-        UKR_ROW(5);
-        pa += 6;
-        pb += rsb;
+        UKR_STEP();
+        a += sa;
     }
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    UKR_STORE(0);
-    UKR_STORE(1);
-    UKR_STORE(2);
-    UKR_STORE(3);
-    UKR_STORE(4);
-    UKR_STORE(5);
+#undef A_AT
+    UKR_STORE_ALL();
 }
 
+/* A(i,k) at a[i*sa + k]: rows of A read in place (sa = lda). */
+ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
+                                          ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
+                                          float beta)
+{
+    UKR_ZERO();
+    const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa, *a4 = a + 4 * sa;
+    const float *a5 = a + 5 * sa;
+#define A_AT(i) (a##i + k)
+    for (int k = 0; k < kc; k++)
+        UKR_STEP();
+#undef A_AT
+    UKR_STORE_ALL();
+}
+
+#undef UKR_STEP
 #undef UKR_ROW
+#undef UKR_ZERO
 #undef UKR_STORE
+#undef UKR_STORE_ALL
 
 /* ---------------------------------------------------------------- dot-product kernel */
 

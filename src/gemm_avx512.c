@@ -4,9 +4,10 @@
  * compiled without -mavx512f and the binary still runs everywhere: cpu.c only selects these
  * kernels when the CPU (and OS) support AVX-512F.
  *
- *   st_gemm_ukr_avx512  8 x 32 micro-kernel: 16 zmm accumulators, per k two 16-float loads of the
- *                       B sliver and eight broadcasts from the packed A sliver. 8 rows suit
- *                       Stride's M = 16, 32, 64 exactly.
+ *   st_gemm_ukr_avx512, st_gemm_ukr_rows_avx512
+ *                       8 x 32 micro-kernels: 16 zmm accumulators, per k two 16-float loads of
+ *                       B and eight broadcasts of A (packed or A^T in place / rows of A in
+ *                       place). 8 rows suit Stride's M = 16, 32, 64 exactly.
  *   st_gemm_dot_avx512  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3
  *                       rows of B, 12 zmm accumulators over K in steps of 16 (masked tail), then
  *                       a fixed horizontal-sum tree.
@@ -21,15 +22,37 @@
 #define ST_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
 
-/* ---------------------------------------------------------------- 8 x 32 micro-kernel */
+/* ---------------------------------------------------------------- 8 x 32 micro-kernels */
+
+/* One k step: B row k (32 floats), then row i of the tile += A(i,k) * B row k for i < 8.
+ * A_AT(i) is the address of A(i,k) for the current k. */
+#define UKR_STEP()                                                                                \
+    do {                                                                                          \
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                      \
+        UKR_ROW(0);                                                                               \
+        UKR_ROW(1);                                                                               \
+        UKR_ROW(2);                                                                               \
+        UKR_ROW(3);                                                                               \
+        UKR_ROW(4);                                                                               \
+        UKR_ROW(5);                                                                               \
+        UKR_ROW(6);                                                                               \
+        UKR_ROW(7);                                                                               \
+        b += rsb;                                                                                 \
+    } while (0)
 
 #define UKR_ROW(i)                                                                                \
     do {                                                                                          \
-        const __m512 a = _mm512_set1_ps(pa[i]);                                                   \
-        c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                                                \
-        c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);                                                \
+        const __m512 a_ = _mm512_set1_ps(*A_AT(i));                                               \
+        c##i##0 = _mm512_fmadd_ps(a_, b0, c##i##0);                                               \
+        c##i##1 = _mm512_fmadd_ps(a_, b1, c##i##1);                                               \
     } while (0)
 
+#define UKR_ZERO()                                                                                \
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;      \
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                      \
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00
+
+/* c = alpha * acc (beta == 0, c not read) or fma(beta, c, alpha * acc). */
 #define UKR_STORE(i)                                                                              \
     do {                                                                                          \
         float *ci = c + (i) * ldc;                                                                \
@@ -42,38 +65,54 @@
         _mm512_storeu_ps(ci + 16, t1);                                                            \
     } while (0)
 
-ST_TARGET_AVX512 void st_gemm_ukr_avx512(int kc, const float *pa, const float *pb, ptrdiff_t rsb,
-                                         float *c, ptrdiff_t ldc, float alpha, float beta)
+#define UKR_STORE_ALL()                                                                           \
+    do {                                                                                          \
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
+        UKR_STORE(0);                                                                             \
+        UKR_STORE(1);                                                                             \
+        UKR_STORE(2);                                                                             \
+        UKR_STORE(3);                                                                             \
+        UKR_STORE(4);                                                                             \
+        UKR_STORE(5);                                                                             \
+        UKR_STORE(6);                                                                             \
+        UKR_STORE(7);                                                                             \
+    } while (0)
+
+/* A(i,k) at a[k*sa + i]: a packed sliver (sa = 8) or A^T read in place (sa = lda). */
+ST_TARGET_AVX512 void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, const float *b,
+                                         ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
+                                         float beta)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    UKR_ZERO();
+#define A_AT(i) (a + (i))
     for (int k = 0; k < kc; k++) {
-        const __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16);
-        UKR_ROW(0);
-        UKR_ROW(1);
-        UKR_ROW(2);
-        UKR_ROW(3);
-        UKR_ROW(4);
-        UKR_ROW(5);
-        UKR_ROW(6);
-        UKR_ROW(7);
-        pa += 8;
-        pb += rsb;
+        UKR_STEP();
+        a += sa;
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    UKR_STORE(0);
-    UKR_STORE(1);
-    UKR_STORE(2);
-    UKR_STORE(3);
-    UKR_STORE(4);
-    UKR_STORE(5);
-    UKR_STORE(6);
-    UKR_STORE(7);
+#undef A_AT
+    UKR_STORE_ALL();
 }
 
+/* A(i,k) at a[i*sa + k]: rows of A read in place (sa = lda). */
+ST_TARGET_AVX512 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t sa,
+                                              const float *b, ptrdiff_t rsb, float *c,
+                                              ptrdiff_t ldc, float alpha, float beta)
+{
+    UKR_ZERO();
+    const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa, *a4 = a + 4 * sa;
+    const float *a5 = a + 5 * sa, *a6 = a + 6 * sa, *a7 = a + 7 * sa;
+#define A_AT(i) (a##i + k)
+    for (int k = 0; k < kc; k++)
+        UKR_STEP();
+#undef A_AT
+    UKR_STORE_ALL();
+}
+
+#undef UKR_STEP
 #undef UKR_ROW
+#undef UKR_ZERO
 #undef UKR_STORE
+#undef UKR_STORE_ALL
 
 /* ---------------------------------------------------------------- dot-product kernel */
 

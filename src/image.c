@@ -1003,6 +1003,24 @@ const char *st_image_format(const uint8_t *buf, size_t len)
     return NULL;
 }
 
+/* Common formats that are not supported, named in the error message. */
+static const char *other_format(const uint8_t *buf, size_t len)
+{
+    if (len >= 6 && (memcmp(buf, "GIF87a", 6) == 0 || memcmp(buf, "GIF89a", 6) == 0))
+        return "GIF";
+    if (len >= 4 && (memcmp(buf, "II*\0", 4) == 0 || memcmp(buf, "MM\0*", 4) == 0))
+        return "TIFF";
+    if (len >= 12 && memcmp(buf, "RIFF", 4) == 0 && memcmp(buf + 8, "WEBP", 4) == 0)
+        return "WebP";
+    if (len >= 12 && memcmp(buf + 4, "ftyp", 4) == 0)
+        return memcmp(buf + 8, "avif", 4) == 0 ? "AVIF" : "HEIF/MP4";
+    if (len >= 4 && memcmp(buf, "\0\0\1\0", 4) == 0)
+        return "an ICO icon";
+    if (len >= 5 && (memcmp(buf, "<?xml", 5) == 0 || memcmp(buf, "<svg", 4) == 0))
+        return "SVG/XML";
+    return NULL;
+}
+
 static int decode_any(const uint8_t *buf, size_t len, const char *name, sink *s, st_error *err)
 {
     if (!buf || len == 0)
@@ -1024,6 +1042,10 @@ static int decode_any(const uint8_t *buf, size_t len, const char *name, sink *s,
                          buf[1] == '7' ? "PAM (P7)" : "PBM bitmap (P1/P4)");
     if (len >= 2 && buf[0] == 'B' && buf[1] == 'M')
         return decode_bmp(buf, len, name, s, err);
+    const char *other = other_format(buf, len);
+    if (other)
+        return st_seterr(err, "%s: not a PNG, JPEG, PGM/PPM or BMP image (it looks like %s: "
+                         "convert it to PNG)", name, other);
     return st_seterr(err, "%s: not a PNG, JPEG, PGM/PPM or BMP image", name);
 }
 

@@ -53,7 +53,9 @@ struct st_json {
 typedef struct st_json_doc st_json_doc;
 
 #define ST_JSON_DEFAULT_MAX_DEPTH 64
-#define ST_JSON_DEFAULT_MAX_VALUES ((size_t)1 << 22)
+/* About 100 bytes of memory per value: 1M values (~110,000 safetensors tensors, far more than any
+ * real checkpoint holds) caps the memory a hostile header can make the parser use. */
+#define ST_JSON_DEFAULT_MAX_VALUES ((size_t)1 << 20)
 
 /* Parses len bytes of text. On success *doc holds the tree (free it with st_json_free) and
  * *root points to the top-level value; returns 0. On failure returns -1 and err says what is wrong

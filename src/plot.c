@@ -107,6 +107,85 @@ static cairo_status_t membuf_write(void *closure, const unsigned char *data, uns
     return CAIRO_STATUS_SUCCESS;
 }
 
+/* cairo names an SVG file's top-level group and its embedded images after a process-wide count
+ * of surfaces ("surface7", "image11"), so the same figure drawn twice in one process would not
+ * be the same file. This renumbers those names in order of first appearance (cairo writes them
+ * only in id="..." and "#..." references; embedded base64 data cannot contain a quote or '#'),
+ * and marks each image to be drawn without smoothing, as cairo's nearest filter asks. */
+static int svg_normalize(membuf *b)
+{
+    static const char *const kinds[2] = {"surface", "image"};
+    static const char crisp[] = "<image style=\"image-rendering:optimizeSpeed;"
+                                "image-rendering:pixelated\" ";
+    long *seen[2] = {NULL, NULL};
+    size_t nseen[2] = {0, 0}, capseen[2] = {0, 0};
+    membuf out = {NULL, 0, 0};
+    int ok = 1;
+    size_t i = 0, copied = 0;
+    while (ok && i < b->len) {
+        const char *p = (const char *)b->data + i;
+        size_t left = b->len - i;
+        if (left > 7 && memcmp(p, "<image ", 7) == 0) {
+            ok = membuf_write(&out, b->data + copied, (unsigned)(i - copied)) == 0 &&
+                 membuf_write(&out, (const unsigned char *)crisp, sizeof crisp - 1) == 0;
+            i += 7;
+            copied = i;
+            continue;
+        }
+        size_t pre = left > 4 && memcmp(p, "id=\"", 4) == 0 ? 4 : *p == '#' ? 1 : 0;
+        int kind = -1;
+        size_t klen = 0;
+        for (int k = 0; pre && k < 2; k++) {
+            klen = strlen(kinds[k]);
+            if (left > pre + klen && memcmp(p + pre, kinds[k], klen) == 0 &&
+                p[pre + klen] >= '0' && p[pre + klen] <= '9') {
+                kind = k;
+                break;
+            }
+        }
+        if (kind < 0) {
+            i++;
+            continue;
+        }
+        size_t d = i + pre + klen, e = d;
+        long num = 0;
+        while (e < b->len && b->data[e] >= '0' && b->data[e] <= '9' && num < 100000000)
+            num = num * 10 + (b->data[e++] - '0');
+        size_t k;
+        for (k = 0; k < nseen[kind] && seen[kind][k] != num; k++)
+            ;
+        if (k == nseen[kind]) {
+            if (nseen[kind] == capseen[kind]) {
+                size_t cap = capseen[kind] ? 2 * capseen[kind] : 64;
+                long *q = realloc(seen[kind], cap * sizeof *q);
+                if (!q) {
+                    ok = 0;
+                    break;
+                }
+                seen[kind] = q;
+                capseen[kind] = cap;
+            }
+            seen[kind][nseen[kind]++] = num;
+        }
+        char digits[24];
+        int nd = snprintf(digits, sizeof digits, "%zu", k);
+        ok = membuf_write(&out, b->data + copied, (unsigned)(d - copied)) == 0 &&
+             membuf_write(&out, (const unsigned char *)digits, (unsigned)nd) == 0;
+        i = copied = e;
+    }
+    if (ok)
+        ok = membuf_write(&out, b->data + copied, (unsigned)(b->len - copied)) == 0;
+    free(seen[0]);
+    free(seen[1]);
+    if (!ok) {
+        free(out.data);
+        return -1;
+    }
+    free(b->data);
+    *b = out;
+    return 0;
+}
+
 /* Writes data to path through "<path>.tmp.XXXXXX" in the same directory, flushed and renamed;
  * on failure the temporary file is removed. */
 static int write_atomic(const char *path, const unsigned char *data, size_t len, st_error *err)
@@ -245,6 +324,8 @@ static int canvas_save(canvas *cv, st_error *err)
         } else {
             cairo_surface_finish(cv->surface);
             st = cairo_surface_status(cv->surface);
+            if (st == CAIRO_STATUS_SUCCESS && cv->fmt == ST_PLOT_SVG && svg_normalize(&cv->out))
+                st = CAIRO_STATUS_NO_MEMORY;
         }
     }
     if (st != CAIRO_STATUS_SUCCESS)
@@ -402,10 +483,12 @@ int st_plot_featuremap_cell(int row, int col, int size, st_plot_rect *rect, st_e
     return 0;
 }
 
-/* Draws a size x size map (row-major) into rect, colour map `table` (viridis: 3 bytes per entry;
- * gray: 1), scaled to the map's own min..max; not-finite values stay blank. Each map pixel
- * becomes a square of rect.w / size pixels: the map is an image surface scaled by a whole number
- * with nearest-neighbour filtering at a whole-pixel origin. */
+/* Draws a size x size map (row-major) into rect, in viridis or gray, scaled to the map's own
+ * min..max; values that are not finite stay blank. Each map pixel becomes a square of
+ * k = rect.w / size pixels: the map is an image surface scaled by the whole number k with
+ * nearest-neighbour filtering at a whole-pixel origin (a PDF marks it /Interpolate false). SVG
+ * renderers smooth scaled images whatever the file asks, so for SVG the image is made at the
+ * cell's full size, k x k pixels per value, and drawn unscaled, as matplotlib does. */
 static void draw_map(canvas *cv, const float *v, int size, const st_plot_rect *rect, int gray)
 {
     float lo = INFINITY, hi = -INFINITY;
@@ -414,30 +497,33 @@ static void draw_map(canvas *cv, const float *v, int size, const st_plot_rect *r
             lo = v[i] < lo ? v[i] : lo;
             hi = v[i] > hi ? v[i] : hi;
         }
-    cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, size, size);
+    int k = rect->w / size, rep = cv->fmt == ST_PLOT_SVG ? k : 1, side = size * rep;
+    cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, side, side);
     if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) {
+        /* Out of memory: make the drawing fail, so that the figure is not written. */
+        cairo_set_source_surface(cv->cr, img, 0, 0);
         cairo_surface_destroy(img);
-        return; /* an allocation failure: the figure still says what it could */
+        return;
     }
     cairo_surface_flush(img);
     unsigned char *data = cairo_image_surface_get_data(img);
     int stride = cairo_image_surface_get_stride(img);
-    for (int y = 0; y < size; y++) {
+    for (int y = 0; y < side; y++) {
         uint32_t *row = (uint32_t *)(void *)(data + (size_t)y * (size_t)stride);
-        for (int x = 0; x < size; x++) {
-            float f = v[y * size + x];
+        for (int x = 0; x < side; x++) {
+            float f = v[(y / rep) * size + x / rep];
             if (!isfinite(f)) {
                 row[x] = 0; /* transparent */
                 continue;
             }
-            int k = st_plot_colormap_index(f, lo, hi);
+            int c = st_plot_colormap_index(f, lo, hi);
             uint32_t r, g, b;
             if (gray) {
-                r = g = b = st_gray_table[k];
+                r = g = b = st_gray_table[c];
             } else {
-                r = st_viridis_table[3 * k];
-                g = st_viridis_table[3 * k + 1];
-                b = st_viridis_table[3 * k + 2];
+                r = st_viridis_table[3 * c];
+                g = st_viridis_table[3 * c + 1];
+                b = st_viridis_table[3 * c + 2];
             }
             row[x] = 0xff000000u | r << 16 | g << 8 | b;
         }
@@ -446,10 +532,10 @@ static void draw_map(canvas *cv, const float *v, int size, const st_plot_rect *r
     cairo_t *cr = cv->cr;
     cairo_save(cr);
     cairo_translate(cr, rect->x, rect->y);
-    cairo_scale(cr, (double)rect->w / size, (double)rect->h / size);
+    cairo_scale(cr, (double)k / rep, (double)k / rep);
     cairo_set_source_surface(cr, img, 0, 0);
     cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);
-    cairo_rectangle(cr, 0, 0, size, size);
+    cairo_rectangle(cr, 0, 0, side, side);
     cairo_fill(cr);
     cairo_restore(cr);
     cairo_surface_destroy(img);

@@ -26,6 +26,9 @@ Files
                          1/0/0/1 so that they matter)
         x (uint8 images, x/255 is the input), y (labels)
         logits, loss     train mode, dropout off
+        gradabs/<conv>.bias/{sum,K}  sum over the batch and pixels of |gradient at the conv
+                         output| per channel, and the number K of terms: the scale of the conv
+                         bias gradient, which is exactly 0 before BatchNorm (only noise remains)
         grad/<name>      every parameter gradient, except for the big Linear weights (> 32768
                          elements, which would not fit the size budget) whose gradient is stored as
                          its two exact factors: gradfac/<name>/inp (N x IN: the layer's input) and
@@ -34,7 +37,8 @@ Files
         after/<name>     BatchNorm buffers after the training forward
         eval_logits      evaluation mode, same images, after the training step above
     adam_{cnn,linear,mlp}.ref, sgd_mlp.ref
-        x (steps x N x 1 x 28 x 28 uint8), y, loss (per step), final/<name> (every tensor of the
+        the gradients of the conv biases that feed a BatchNorm are zeroed before every step (see
+        conv_biases_before_bn); x (steps x N x 1 x 28 x 28 uint8), y, loss (per step), final/<name> (every tensor of the
         final state_dict; tensors of more than 32768 elements are sampled: see sample_mask) and
         eval_logits (evaluation mode, on the first batch, after training).
 """
@@ -465,6 +469,15 @@ def gen_model(kind, img, lab, seed):
             saved[name + "/inp"] = inp[0].detach().clone()
             out.register_hook(lambda g: saved.__setitem__(name + "/dout", g.detach().clone()))
         hooks.append(mod.register_forward_hook(fhook))
+    # The bias gradient of a convolution followed by BatchNorm is exactly 0 (BN removes the
+    # channel mean): both sides compute rounding noise, bounded by K u sum|dout| per channel.
+    for name, mod in m.named_modules():
+        if isinstance(mod, nn.Conv2d):
+            def chook(mod_, inp, out, name=name):
+                saved[name + "/K"] = out.numel() // out.shape[1]
+                out.register_hook(lambda g: saved.__setitem__(name + "/absdout",
+                                                              g.abs().sum((0, 2, 3))))
+            hooks.append(mod.register_forward_hook(chook))
 
     m.train()
     dropout_off(m)
@@ -487,6 +500,10 @@ def gen_model(kind, img, lab, seed):
             w.add("gradfac/%s/dout" % name, dout)
         else:
             w.add("grad/" + name, p.grad)
+        if name[:-len(".bias")] + "/absdout" in saved and name.endswith(".bias"):
+            mod = name[:-len(".bias")]
+            w.add("gradabs/%s/sum" % name, saved[mod + "/absdout"])
+            w.add("gradabs/%s/K" % name, saved[mod + "/K"], DT_I64)
     for name, t in m.state_dict().items():
         if "running" in name or "num_batches" in name:
             w.add("after/" + name, t if t.is_floating_point() else t.reshape(()),
@@ -495,6 +512,22 @@ def gen_model(kind, img, lab, seed):
     with torch.no_grad():
         w.add("eval_logits", m(x))
     w.close()
+
+
+def conv_biases_before_bn(m):
+    """The biases of the convolutions that feed a BatchNorm. Their exact gradient is 0 (BN
+    subtracts the channel mean), so autograd returns rounding noise, ~1e-8, which Adam normalises
+    into steps of ~lr in a random direction: they (and through them the BN running means and the
+    evaluation-mode outputs) cannot be reproduced by any other implementation, or even by PyTorch
+    with another thread count. The training cases zero these gradients before every step, on both
+    sides; Adam then leaves the biases exactly unchanged (m = v = 0, update 0 / (0 + eps) = 0)."""
+    out = []
+    for mod in m.modules():
+        if isinstance(mod, nn.Sequential):
+            for a, b in zip(list(mod)[:-1], list(mod)[1:]):
+                if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and a.bias is not None:
+                    out.append(a.bias)
+    return out
 
 
 def gen_train(kind, optname, steps, img, lab, seed):
@@ -512,10 +545,13 @@ def gen_train(kind, optname, steps, img, lab, seed):
     losses = []
     m.train()
     dropout_off(m)
+    frozen = conv_biases_before_bn(m)
     for s in range(steps):
         opt.zero_grad()
         loss = F.cross_entropy(m(to_input(xs[s])), torch.from_numpy(ys[s]).long())
         loss.backward()
+        for p in frozen:
+            p.grad.zero_()
         opt.step()
         losses.append(loss.item())
     w.add("loss", losses)

@@ -252,6 +252,15 @@ static inline int ref_compare_v(const char *what, const float *got, const float 
         if (u > d.use || (d.use == 0 && i == 0)) d.use = u, d.worst = i;
         if (!(u <= 1)) d.bad++;
     }
+    if (getenv("REF_HIST")) {
+        size_t h[8] = {0};
+        for (size_t i = 0; i < n; i++) {
+            double a = fabs((double)got[i] - exp[i]);
+            for (int k = 0; k < 8; k++) h[k] += a > 1e-9 * pow(10, k);
+        }
+        printf("      >1e-9..1e-2: %zu %zu %zu %zu %zu %zu %zu %zu\n", h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]);
+        for (size_t i = 0; i < n; i++) if (fabs((double)got[i] - exp[i]) > 1e-7) printf("       [%zu] %.9g %.9g\n", i, got[i], exp[i]);
+    }
     printf("    %-44s n=%-7zu max|d|=%.3g max rel=%.3g use=%.3g%s\n", what, n, d.max_abs, d.max_rel,
            d.use, d.bad ? "  <-- FAIL" : "");
     if (d.bad)
