@@ -210,11 +210,11 @@ static inline __attribute__((always_inline)) void pack_a_impl(const gemm_plan *p
             const float *row = src + k * lda;
             float *d = dst + k * mr;
             for (int s = 0; s < full; s += mr, d += (ptrdiff_t)kb * mr)
-                for (int r = 0; r < mr; r++)
-                    d[r] = row[s + r];
-            if (full < mb)
-                for (int r = 0; r < mr; r++)
-                    d[r] = full + r < mb ? row[full + r] : 0.0f;
+                memcpy(d, row + s, sizeof(float) * (size_t)mr);
+            if (full < mb) {
+                memcpy(d, row + full, sizeof(float) * (size_t)(mb - full));
+                memset(d + (mb - full), 0, sizeof(float) * (size_t)(mr - (mb - full)));
+            }
         }
     }
 }
@@ -252,11 +252,11 @@ static inline __attribute__((always_inline)) void pack_b_impl(const gemm_plan *p
             const float *row = src + k * ldb;
             float *d = dst + k * nr;
             for (int s = 0; s < full; s += nr, d += (ptrdiff_t)kb * nr)
-                for (int c = 0; c < nr; c++)
-                    d[c] = row[s + c];
-            if (full < nb)
-                for (int c = 0; c < nr; c++)
-                    d[c] = full + c < nb ? row[full + c] : 0.0f;
+                memcpy(d, row + s, sizeof(float) * (size_t)nr);
+            if (full < nb) {
+                memcpy(d, row + full, sizeof(float) * (size_t)(nb - full));
+                memset(d + (nb - full), 0, sizeof(float) * (size_t)(nr - (nb - full)));
+            }
         }
     } else {
         for (int s = 0; s < nb; s += nr, dst += (ptrdiff_t)kb * nr) {

@@ -8,11 +8,13 @@
  * follows tight_layout (1.08 font sizes of padding around and between the axes).
  *
  * A figure is rendered into memory (the PNG encoder and the vector surfaces write to a growable
- * buffer), then written to a temporary file next to the target and renamed over it. Text is laid
+ * buffer), then written with st_write_file_atomic (src/fileio.h): a temporary file next to the
+ * target, flushed and renamed over it. Text is laid
  * out with one PangoContext per figure whose font options are fixed (no hinting, no hinted
  * metrics), so text measures the same on every surface and every run. */
 #include "plot.h"
 
+#include "fileio.h"
 #include "internal.h"
 #include "viridis.h"
 
@@ -21,15 +23,11 @@
 #include <cairo.h>
 #include <pango/pangocairo.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define DPI 100.0
 #define PT (DPI / 72.0) /* pixels per point */
@@ -186,60 +184,6 @@ static int svg_normalize(membuf *b)
     return 0;
 }
 
-/* Writes data to path through "<path>.tmp.XXXXXX" in the same directory, flushed and renamed;
- * on failure the temporary file is removed. */
-static int write_atomic(const char *path, const unsigned char *data, size_t len, st_error *err)
-{
-    size_t n = strlen(path);
-    char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
-    if (!tmp)
-        return st_seterr(err, "%s: out of memory", path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return st_seterr(err, "%s: cannot create a file there: %s", path, strerror(e));
-    }
-    const char *what = NULL;
-    int e = 0;
-    if (fchmod(fd, 0644) != 0) {
-        what = "cannot set the file mode";
-        e = errno;
-    }
-    for (size_t off = 0; !what && off < len;) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            what = "write failed";
-            e = w < 0 ? errno : EIO;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (!what && fsync(fd) != 0) {
-        what = "write failed";
-        e = errno;
-    }
-    if (close(fd) != 0 && !what) {
-        what = "write failed";
-        e = errno;
-    }
-    if (!what && rename(tmp, path) != 0) {
-        what = "cannot rename the temporary file over it";
-        e = errno;
-    }
-    if (what) {
-        unlink(tmp);
-        free(tmp);
-        return st_seterr(err, "%s: %s: %s", path, what, strerror(e));
-    }
-    free(tmp);
-    return 0;
-}
-
 /* ================================================================ canvas and text */
 
 typedef struct canvas {
@@ -336,7 +280,8 @@ static int canvas_save(canvas *cv, st_error *err)
                          "%s: %d character(s) of the text \"%s\" have no glyph in any installed "
                          "font",
                          cv->path, cv->unknown_glyphs, cv->unknown_text);
-    return write_atomic(cv->path, cv->out.data, cv->out.len, err);
+    const void *chunk = cv->out.data;
+    return st_write_file_atomic(cv->path, &chunk, &cv->out.len, 1, err);
 }
 
 /* Copies text into dst (size bytes) for a one-line error message: control characters become

@@ -14,10 +14,14 @@
  *    divides by standard deviations of a few values, which amplifies those differences in the
  *    gradients by ~10x; 1e-4 relative is still 1000x smaller than any real error (a wrong index,
  *    a missing term, a biased variance).
- *  - 10 Adam steps (final weights, buffers, per-step losses): rtol = 1e-4, A = 1e-4. Adam divides
- *    by sqrt(v) + eps: where a gradient is tiny, a relative difference of 1e-6 in it becomes a
- *    relative difference of the same order in the step, but steps where m and sqrt(v) are both
- *    near zero can move by a larger fraction of lr; 1e-4 of the largest weight bounds that.
+ *  - 10 Adam steps (final weights, buffers, per-step losses): rtol = 1e-4, A = 1e-4, plus
+ *    atol 1e-3 * lr * steps. Adam divides by sqrt(v) + eps, so each step moves a weight by ~lr
+ *    whatever the gradient's size: the relative error of a step is the relative error of that
+ *    weight's gradient, which is large where the gradient is a near-cancelling sum (observed:
+ *    a handful of classifier.1 weights off by 2.5e-6 = 2.5e-4 of lr * steps, all others < 1e-7).
+ *    Real bugs (bias correction, a missed or repeated step, the wrong moment) move weights by a
+ *    sizeable fraction of lr * steps = 1e-2, far above 1e-5.
+ *    The conv biases feeding a BatchNorm are held fixed in these runs, see check_training.
  *  - 5 SGD steps: the update is linear in the gradients: rtol = 1e-4, A = 1e-5.
  */
 #include "model.h"
@@ -48,6 +52,12 @@ static int cmp_scaled(const char *what, const float *got, const float *exp, size
                       double rtol)
 {
     return ref_compare(what, got, exp, n, A * ref_max_abs(exp, n), rtol);
+}
+
+static int cmp_train(const char *what, const float *got, const float *exp, size_t n,
+                     double atol, double A, double rtol)
+{
+    return ref_compare(what, got, exp, n, atol + A * ref_max_abs(exp, n), rtol);
 }
 
 /* Checks that m lists exactly the tensors "init/..." of rf, in order, and copies their values. */
@@ -248,7 +258,7 @@ static void test_mlp_forward_backward(void)
 static void check_training(st_model_kind kind, const char *optname, int reference)
 {
     int adam = strcmp(optname, "adam") == 0;
-    const double A = adam ? 1e-4 : 1e-5, R = 1e-4;
+    const double A = adam ? 1e-4 : 1e-5, R = 1e-4, lr = adam ? 1e-3 : 0.01;
     ref_file init, rf;
     char file[32], what[128];
     snprintf(file, sizeof file, "model_%s.ref", kind_file[kind]);
@@ -269,7 +279,7 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
     st_model *m = model_from_ref(kind, &init, reference);
     if (!m) goto out;
     st_error err = {{0}};
-    st_optim_config cfg = adam ? st_adam_config(1e-3) : st_sgd_config(0.01, 0.9);
+    st_optim_config cfg = adam ? st_adam_config(lr) : st_sgd_config(lr, 0.9);
     st_optim *o = st_optim_create(m, &cfg, &err);
     CHECKF(o != NULL, "%s", err.msg);
     if (!o) goto out;
@@ -300,7 +310,9 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
         st_optim_step(o);
     }
     CHECK(st_optim_steps(o) == steps);
-    CHECK(cmp_scaled("loss at each step", losses, ref_f32(&rf, "loss"), (size_t)steps, A, R));
+    /* Adam: plus 1e-3 of the largest total movement, lr * steps (see the top of the file) */
+    const double atol_lr = adam ? 1e-3 * lr * steps : 0;
+    CHECK(cmp_train("loss at each step", losses, ref_f32(&rf, "loss"), (size_t)steps, atol_lr, A, R));
     for (int i = 0; i < st_model_num_tensors(m); i++) {
         const st_tensor *t = st_model_tensor(m, i);
         snprintf(what, sizeof what, "final %s", t->name);
@@ -311,7 +323,7 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
         }
         const float *e = ref_f32_opt(&rf, "final/%s", t->name);
         if (e) {
-            CHECK(cmp_scaled(what, t->data, e, t->numel, A, R));
+            CHECK(cmp_train(what, t->data, e, t->numel, atol_lr, A, R));
             continue;
         }
         const ref_tensor *es = ref_tensor_of(&rf, "final_sampled/%s", t->name);
@@ -321,14 +333,14 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
             if (ref_sampled(j, t->numel) && k < es->numel) got[k++] = ((const float *)t->data)[j];
         CHECK(k == es->numel);
         strcat(what, " (sampled)");
-        CHECK(cmp_scaled(what, got, es->data, es->numel, A, R));
+        CHECK(cmp_train(what, got, es->data, es->numel, atol_lr, A, R));
         free(got);
     }
     st_model_set_training(m, 0);
     to_input(x, xs->data, NIMG * 784);
     CHECK(st_model_forward(m, x, NIMG, &logits, &err) == 0);
-    CHECK(cmp_scaled("logits (eval, after training)", logits, ref_f32(&rf, "eval_logits"),
-                     NIMG * 10, A, R));
+    CHECK(cmp_train("logits (eval, after training)", logits, ref_f32(&rf, "eval_logits"),
+                     NIMG * 10, atol_lr, A, R));
     st_optim_free(o);
 out:
     st_model_free(m);
