@@ -6,7 +6,7 @@
  *   /tmp/gemm_bench [-t threads] [-l level] [-s seconds] [-a]
  *
  * Default: single-threaded st_sgemm_st at the CPU's kernel level, ~0.05 s per shape (best of
- * 20 timed batches, in CPU time of the thread). -t N times st_sgemm with N threads instead; -l 0|1|2 forces the
+ * 100 short timed batches, in CPU time of the thread). -t N times st_sgemm with N threads instead; -l 0|1|2 forces the
  * portable / AVX2 / AVX-512 kernels; -a also runs the big square sizes. Each multiply-add counts
  * as 2 flops; operands are warm in cache as they would be inside a layer.
  */
@@ -85,7 +85,7 @@ static double bench(const shape *s)
         B[i] = (float)(i % 5) * 0.25f - 0.5f;
     memset(C, 0, sizeof(float) * nc);
     const double flops = 2.0 * s->M * s->N * s->K;
-    /* calibrate a batch of calls taking ~seconds/20, then keep the best of 20 batches (the
+    /* calibrate a batch of calls taking ~seconds/100, then keep the best of 100 batches (the
      * least disturbed by whatever else runs on the machine) */
     long reps = 1;
     for (;;) {
@@ -96,12 +96,12 @@ static double bench(const shape *s)
             else
                 st_sgemm_st(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
         }
-        if (now() - t0 > seconds / 20)
+        if (now() - t0 > seconds / 100)
             break;
         reps *= 2;
     }
     double best = 1e30;
-    for (int round = 0; round < 20; round++) {
+    for (int round = 0; round < 100; round++) {
         double t0 = now();
         for (long r = 0; r < reps; r++) {
             if (threads)

@@ -29,6 +29,7 @@
 
 #include <omp.h>
 #include <string.h>
+#include <stdlib.h>
 
 /* ---------------------------------------------------------------- kernel table */
 
@@ -179,6 +180,7 @@ static void plan_init(gemm_plan *p, int ta, int tb, int M, int N, int K, float a
      * A slivers reuse the B sliver and B's row stride does not alias in the L1 cache. */
     p->pack_b = p->tb || M > 4 * p->kr->mr || (ldb % 1024) == 0;
     p->pack_a = 0;
+    { const char *e = getenv("XPB"); if (e) p->pack_b = p->tb || atoi(e); e = getenv("XPA"); if (e) p->pack_a = atoi(e); e = getenv("XDOT"); if (e && p->use_dot) p->use_dot = atoi(e); }
 }
 
 /* ---------------------------------------------------------------- packing */
@@ -212,8 +214,8 @@ static inline __attribute__((always_inline)) void pack_a_impl(const gemm_plan *p
             for (int s = 0; s < full; s += mr, d += (ptrdiff_t)kb * mr)
                 memcpy(d, row + s, sizeof(float) * (size_t)mr);
             if (full < mb) {
+                memset(d, 0, sizeof(float) * (size_t)mr); /* constant size: inlined */
                 memcpy(d, row + full, sizeof(float) * (size_t)(mb - full));
-                memset(d + (mb - full), 0, sizeof(float) * (size_t)(mr - (mb - full)));
             }
         }
     }
@@ -254,8 +256,8 @@ static inline __attribute__((always_inline)) void pack_b_impl(const gemm_plan *p
             for (int s = 0; s < full; s += nr, d += (ptrdiff_t)kb * nr)
                 memcpy(d, row + s, sizeof(float) * (size_t)nr);
             if (full < nb) {
+                memset(d, 0, sizeof(float) * (size_t)nr); /* constant size: inlined */
                 memcpy(d, row + full, sizeof(float) * (size_t)(nb - full));
-                memset(d + (nb - full), 0, sizeof(float) * (size_t)(nr - (nb - full)));
             }
         }
     } else {
@@ -298,13 +300,12 @@ static void run_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const
         ukr(kc, a, sa, b, rsb, c, ldc, alpha, beta);
         return;
     }
+    /* Only the m x n part of the tile is meaningful; the rest is computed and discarded. */
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     const int nr = kr->nr;
-    if (beta != 0.0f) {
-        memset(tile, 0, sizeof(float) * (size_t)(kr->mr * nr));
+    if (beta != 0.0f)
         for (int i = 0; i < m; i++)
             memcpy(tile + i * nr, c + i * ldc, sizeof(float) * (size_t)n);
-    }
     ukr(kc, a, sa, b, rsb, tile, nr, alpha, beta);
     for (int i = 0; i < m; i++)
         memcpy(c + i * ldc, tile + i * nr, sizeof(float) * (size_t)n);
