@@ -26,6 +26,7 @@ typedef struct options {
     const char *resume;   /* --resume FILE */
     const char *format;   /* --format png|svg|pdf */
     const char *invert;   /* --invert auto|yes|no */
+    const char *predictions; /* --predictions FILE */
     int index;            /* --index I */
     int confusion;        /* --confusion */
     int json;             /* --json */
@@ -43,7 +44,7 @@ enum {
     OPT_OUT = 1 << 8, OPT_SAVE = 1 << 9, OPT_METRICS = 1 << 10, OPT_WEIGHTS = 1 << 11,
     OPT_RESUME = 1 << 12, OPT_FORMAT = 1 << 13, OPT_INVERT = 1 << 14, OPT_INDEX = 1 << 15,
     OPT_CONFUSION = 1 << 16, OPT_JSON = 1 << 17, OPT_SHOW = 1 << 18, OPT_QUIET = 1 << 19,
-    OPT_POSITIONAL = 1 << 20,
+    OPT_POSITIONAL = 1 << 20, OPT_PREDICTIONS = 1 << 21,
     OPT_COMMON = OPT_DATA | OPT_EPOCHS | OPT_BATCH | OPT_LR | OPT_SEED | OPT_THREADS | OPT_LIMIT |
                  OPT_QUIET,
 };
@@ -82,6 +83,7 @@ void print_eval(const char *title, const st_eval_result *r, int confusion);
 void print_shapes(st_model_kind kind);
 void print_structure(const st_model *m);
 void print_block_params(const st_model *m);
+int write_predictions(const char *path, const st_dataset *ds, const uint8_t *pred);
 int write_metrics_json(const char *path, const train_record *recs, int n, const options *o);
 
 /* Figures (figures.c): draw and print "saved PATH"; format NULL picks it from the path. */

@@ -185,7 +185,7 @@ int cmd_run(int argc, char **argv)
     /* 7. evaluation */
     printf("\n== Test evaluation ==\n");
     for (int i = 0; i < 3; i++) {
-        if (st_evaluate(models[i], &test, o.batch, &recs[i].eval, &err) != 0) {
+        if (st_evaluate(models[i], &test, o.batch, &recs[i].eval, NULL, &err) != 0) {
             rc = fail(1, "%s", err.msg);
             goto done;
         }
@@ -291,7 +291,7 @@ int cmd_train(int argc, char **argv)
     rc = train_model(m, &o, &train, &rec, "");
     if (rc == 0) {
         print_epoch_summary(&rec);
-        if (st_evaluate(m, &test, o.batch, &rec.eval, &err) != 0)
+        if (st_evaluate(m, &test, o.batch, &rec.eval, NULL, &err) != 0)
             rc = fail(1, "%s", err.msg);
         else {
             rec.evaluated = 1;
@@ -321,7 +321,7 @@ int cmd_eval(int argc, char **argv)
     options o;
     int rc = parse_options("eval", argc, argv,
                            OPT_DATA | OPT_BATCH | OPT_THREADS | OPT_LIMIT | OPT_WEIGHTS |
-                               OPT_CONFUSION,
+                               OPT_CONFUSION | OPT_PREDICTIONS,
                            &o);
     if (rc)
         return rc;
@@ -330,6 +330,8 @@ int cmd_eval(int argc, char **argv)
                     "Evaluates saved weights on the FashionMNIST test set.\n\noptions:\n"
                     "  --weights FILE weights (safetensors written by stride or PyTorch)\n"
                     "  --confusion    print the confusion matrix\n"
+                    "  --predictions FILE  write each image's index, label and predicted class\n"
+                    "                 as CSV\n"
                     "  --data DIR     FashionMNIST directory\n"
                     "  --batch N      batch size (64)\n"
                     "  --threads N    threads (all cores)\n"
@@ -347,13 +349,19 @@ int cmd_eval(int argc, char **argv)
         return 1;
     }
     st_eval_result r;
-    if (st_evaluate(m, &test, o.batch, &r, &err) != 0)
+    uint8_t *pred = o.predictions ? malloc((size_t)test.n) : NULL;
+    if (o.predictions && !pred)
+        rc = fail(1, "out of memory");
+    else if (st_evaluate(m, &test, o.batch, &r, pred, &err) != 0)
         rc = fail(1, "%s", err.msg);
+    else if (pred && (rc = write_predictions(o.predictions, &test, pred)) != 0)
+        ;
     else {
         printf("Model: %s (%s) from %s\n", st_model_class_name(st_model_get_kind(m)),
                st_model_kind_name(st_model_get_kind(m)), o.weights);
         print_eval("Model", &r, o.confusion);
     }
+    free(pred);
     st_model_free(m);
     st_dataset_free(&test);
     return rc;

@@ -58,6 +58,7 @@ static const struct {
     {"--save", OPT_SAVE, 1},       {"--metrics", OPT_METRICS, 1}, {"--weights", OPT_WEIGHTS, 1},
     {"--resume", OPT_RESUME, 1},   {"--format", OPT_FORMAT, 1},   {"--invert", OPT_INVERT, 1},
     {"--index", OPT_INDEX, 1},     {"--confusion", OPT_CONFUSION, 0},
+    {"--predictions", OPT_PREDICTIONS, 1},
     {"--json", OPT_JSON, 0},       {"--show", OPT_SHOW, 0},       {"--quiet", OPT_QUIET, 0},
 };
 
@@ -148,6 +149,7 @@ int parse_options(const char *cmd, int argc, char **argv, unsigned allowed, opti
         else if (bit == OPT_SAVE) o->save = value;
         else if (bit == OPT_METRICS) o->metrics = value;
         else if (bit == OPT_WEIGHTS) o->weights = value;
+        else if (bit == OPT_PREDICTIONS) o->predictions = value;
         else if (bit == OPT_RESUME) o->resume = value;
         else if (bit == OPT_FORMAT) {
             if (strcmp(value, "png") && strcmp(value, "svg") && strcmp(value, "pdf"))

@@ -328,6 +328,25 @@ static void sb_doubles(sbuf *b, const double *v, int n)
     sb_printf(b, "]");
 }
 
+int write_predictions(const char *path, const st_dataset *ds, const uint8_t *pred)
+{
+    sbuf b = {0};
+    sb_printf(&b, "index,label,predicted,label_name,predicted_name\n");
+    for (int i = 0; i < ds->n; i++)
+        sb_printf(&b, "%d,%d,%d,%s,%s\n", i, ds->labels[i], pred[i], st_class_names[ds->labels[i]],
+                  st_class_names[pred[i]]);
+    if (b.oom) {
+        free(b.p);
+        return fail(1, "%s: out of memory writing predictions", path);
+    }
+    st_error err;
+    const void *chunks[1] = {b.p};
+    size_t sizes[1] = {b.len};
+    int rc = st_write_file_atomic(path, chunks, sizes, 1, &err);
+    free(b.p);
+    return rc != 0 ? fail(1, "%s", err.msg) : 0;
+}
+
 int write_metrics_json(const char *path, const train_record *recs, int n, const options *o)
 {
     sbuf b = {0};

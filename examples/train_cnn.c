@@ -58,7 +58,7 @@ int main(int argc, char **argv)
     printf("epoch 1: cost %.6f in %.2fs\n", epoch.cost, epoch.seconds);
 
     st_eval_result ev;
-    if (st_evaluate(cnn, &test, 64, &ev, &err) != 0) {
+    if (st_evaluate(cnn, &test, 64, &ev, NULL, &err) != 0) {
         fprintf(stderr, "train_cnn: %s\n", err.msg);
         return 1;
     }

@@ -7,12 +7,12 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
  *       -Iinclude -Isrc fuzz/fuzz_image.c src/image.c src/error.c -lpng -ljpeg -lz -lm \
  *       -o build/fuzz_image
- *   mkdir -p /tmp/fuzz_image && build/fuzz_image -max_total_time=300 -max_len=65536 \
+ *   mkdir -p /tmp/fuzz_image && build/fuzz_image -max_total_time=300 -max_len=16384 \
  *       /tmp/fuzz_image fuzz/corpus/image
  *
- * FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION makes libpng ignore CRCs so that mutations reach the
- * pixel data. The seed corpus (fuzz/corpus/image) holds tiny valid files of every format and
- * variant plus a few broken ones; crashers found while fuzzing are added there too.
+ * FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION makes libpng ignore CRC and Adler-32 checksums so that
+ * mutations reach the pixel data. The seed corpus (fuzz/corpus/image) holds tiny valid files of
+ * every format and variant plus a few broken ones; inputs that once failed are added there too.
  */
 #include "image.h"
 

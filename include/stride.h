@@ -211,8 +211,10 @@ typedef struct st_eval_result {
     double seconds;
 } st_eval_result;
 
-/* Evaluates m (switched to evaluation mode) on ds in batches of `batch`. */
-int st_evaluate(st_model *m, const st_dataset *ds, int batch, st_eval_result *res, st_error *err);
+/* Evaluates m (in evaluation mode; its mode is restored after) on ds in batches of `batch`.
+ * predictions, if not NULL, receives the predicted class of each of the ds->n images. */
+int st_evaluate(st_model *m, const st_dataset *ds, int batch, st_eval_result *res,
+                uint8_t *predictions, st_error *err);
 
 /* ---------------------------------------------------------------- weights files */
 

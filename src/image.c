@@ -33,7 +33,7 @@
  * (st_image_from_memory), keeping only a row and the image's border.
  *
  * Building the libFuzzer target (fuzz/fuzz_image.c) with -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
- * makes libpng ignore CRC errors so that the fuzzer can reach the pixel decoding.
+ * makes libpng ignore CRC and Adler-32 checksums so that the fuzzer can reach the pixel decoding.
  */
 #include "image.h"
 #include "internal.h"
@@ -390,6 +390,7 @@ static int png_run(png_ctx *c, sink *s)
     png_set_chunk_malloc_max(c->png, PNG_MAX_CHUNK);
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
     png_set_crc_action(c->png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+    png_set_option(c->png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
 #endif
     png_read_info(c->png, c->info); /* dimensions are checked here (user limits, zero) */
 

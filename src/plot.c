@@ -9,9 +9,9 @@
  *
  * A figure is rendered into memory (the PNG encoder and the vector surfaces write to a growable
  * buffer), then written with st_write_file_atomic (src/fileio.h): a temporary file next to the
- * target, flushed and renamed over it. Text is laid
- * out with one PangoContext per figure whose font options are fixed (no hinting, no hinted
- * metrics), so text measures the same on every surface and every run. */
+ * target, flushed and renamed over it. Text is laid out with one PangoContext per figure whose
+ * font options are fixed (no hinting, no hinted metrics), so text measures the same on every
+ * surface and every run. */
 #include "plot.h"
 
 #include "fileio.h"
@@ -970,8 +970,8 @@ static void draw_lines(canvas *cv, const panel *p)
     cairo_restore(cr);
 }
 
-/* Bars 0.8 wide at x = 0, 1, 2 from 0 to the accuracy, clipped by the axes; a 0.5 pt black edge;
- * the value 0.5 above the bar (at the axes' edge when the bar is out of range), in bold. */
+/* Bars 0.8 wide at x = 0, 1, 2 from 0 to the accuracy, clipped by the axes, with a 0.5 pt black
+ * edge; the sides are put on whole pixels (matplotlib snaps bars too). */
 static void draw_bars(canvas *cv, const panel *p, const double acc[3])
 {
     cairo_t *cr = cv->cr;
@@ -991,14 +991,22 @@ static void draw_bars(canvas *cv, const panel *p, const double acc[3])
     cairo_restore(cr);
 }
 
+/* The value of each bar in bold, its baseline 0.5 above the bar (matplotlib's text(i, acc + 0.5,
+ * ..., ha="center")); for a bar under the axes' bottom, above the bottom; for one so close to the
+ * top that the label would stick out of the axes into the title, just inside the bar's top. */
 static void draw_bar_labels(canvas *cv, const panel *p, const double acc[3])
 {
+    const st_plot_axes *a = &p->ax;
     for (int i = 0; i < 3; i++) {
         char s[32];
         snprintf(s, sizeof s, "%.1f%%", acc[i]);
-        double v = acc[i] < p->ax.ymin ? p->ax.ymin : acc[i] > p->ax.ymax ? p->ax.ymax : acc[i];
-        draw_text(cv, s, FONT_PT, 1, map_x(&p->ax, i), map_y(&p->ax, v + 0.5), HA_CENTER,
-                  VA_BASELINE, 0);
+        double v = acc[i] < a->ymin ? a->ymin : acc[i];
+        double base = map_y(a, v + 0.5);
+        if (base - ASCENT_EM * FS < a->box.y)
+            draw_text(cv, s, FONT_PT, 1, map_x(a, i), map_y(a, v) + 0.5 * FS, HA_CENTER, VA_TOP,
+                      0);
+        else
+            draw_text(cv, s, FONT_PT, 1, map_x(a, i), base, HA_CENTER, VA_BASELINE, 0);
     }
 }
 

@@ -98,7 +98,8 @@ int st_train_epoch(st_model *m, st_optim *o, const st_dataset *ds, int batch, st
     return rc;
 }
 
-int st_evaluate(st_model *m, const st_dataset *ds, int batch, st_eval_result *res, st_error *err)
+int st_evaluate(st_model *m, const st_dataset *ds, int batch, st_eval_result *res,
+                uint8_t *predictions, st_error *err)
 {
     memset(res, 0, sizeof *res);
     if (batch < 1 || batch > m->max_batch)
@@ -127,6 +128,8 @@ int st_evaluate(st_model *m, const st_dataset *ds, int batch, st_eval_result *re
                 if (z[c] > z[best])
                     best = c;
             int y = b.y[i];
+            if (predictions)
+                predictions[lo + i] = (uint8_t)best;
             res->total++;
             res->class_total[y]++;
             res->confusion[y][best]++;
