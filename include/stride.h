@@ -157,6 +157,7 @@ void st_optim_free(st_optim *o);
 void st_optim_step(st_optim *o);
 /* State for checkpoints: step count, first and second moments (Adam) or momentum buffer (SGD,
  * in *m1; *m2 is NULL). Each array has st_model_num_params floats. */
+const st_optim_config *st_optim_get_config(const st_optim *o);
 int64_t st_optim_steps(const st_optim *o);
 void st_optim_set_steps(st_optim *o, int64_t steps);
 void st_optim_state(st_optim *o, float **m1, float **m2);
@@ -196,6 +197,7 @@ typedef struct st_epoch_result {
     int batches;     /* batches run (fewer than num_batches if stopped) */
     int num_batches; /* ceil(n / batch) */
     int stopped;     /* the progress callback asked to stop */
+    double cost_sum; /* sum of the batch losses so far (for checkpoints) */
 } st_epoch_result;
 
 /* One epoch: shuffles the data with shuffle_rng (a Fisher-Yates permutation of 0..n-1), runs
@@ -203,6 +205,15 @@ typedef struct st_epoch_result {
  * finite is an error naming the batch. */
 int st_train_epoch(st_model *m, st_optim *o, const st_dataset *ds, int batch, st_rng *shuffle_rng,
                    st_progress_fn progress, void *user, st_epoch_result *res, st_error *err);
+
+/* The same epoch resumed after `start_batch` batches were done: shuffle_rng must be the shuffle
+ * generator as it was at the start of the epoch (the same permutation is drawn again), cost_sum
+ * the sum of the losses of the batches done and seconds their time. With the model, optimiser
+ * and dropout generator restored too, the result is bit-identical to an uninterrupted epoch. */
+int st_train_epoch_resume(st_model *m, st_optim *o, const st_dataset *ds, int batch,
+                          st_rng *shuffle_rng, int start_batch, double cost_sum, double seconds,
+                          st_progress_fn progress, void *user, st_epoch_result *res,
+                          st_error *err);
 
 typedef struct st_eval_result {
     int correct, total;
@@ -226,6 +237,34 @@ int st_model_save(const st_model *m, const char *path, st_error *err);
 st_model *st_model_load(const char *path, int max_batch, st_error *err);
 /* Loads weights from path into an existing model of the right kind. */
 int st_model_load_into(st_model *m, const char *path, st_error *err);
+
+/* ---------------------------------------------------------------- checkpoints */
+
+#define ST_MAX_EPOCHS 1000
+
+/* Where a training run stands, for checkpoints. */
+typedef struct st_train_state {
+    int epochs;       /* epochs the run is meant to have */
+    int epoch;        /* epochs completed */
+    int batch;        /* batches completed in the next epoch (0 at an epoch boundary) */
+    double cost_sum;  /* sum of the losses of those batches */
+    double seconds;   /* their time */
+    st_rng shuffle;   /* the shuffle generator as it was at the start of the next epoch */
+    int batch_size;
+    double lr;
+    uint64_t seed;
+    int limit;        /* images used (0: all) */
+    double costs[ST_MAX_EPOCHS], times[ST_MAX_EPOCHS]; /* per completed epoch */
+} st_train_state;
+
+/* Writes a checkpoint (safetensors: the model's state_dict, the optimiser's moments and step
+ * count, the dropout and shuffle generators, and the metrics so far), atomically. */
+int st_checkpoint_save(const char *path, const st_model *m, st_optim *o, const st_train_state *s,
+                       st_error *err);
+/* Reads a checkpoint: creates the model (for batches up to max_batch, at least s->batch_size)
+ * and its optimiser (Adam or SGD, as saved) and fills s. */
+int st_checkpoint_load(const char *path, int max_batch, st_model **m, st_optim **o,
+                       st_train_state *s, st_error *err);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,7 @@
  * be in the file with the same dtype and shape, and the file may hold no other tensor. Everything
  * is checked before anything is copied, so a failed load leaves the model unchanged.
  */
-#include "safetensors.h"
+#include "model_io.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +68,8 @@ static int file_kind(const st_safetensors *sf, const char *path, st_model_kind *
 }
 
 /* Checks every tensor of m against the file, then copies them all. */
-static int load_tensors(st_model *m, const st_safetensors *sf, const char *path, st_error *err)
+int st_model_read_tensors(st_model *m, const st_safetensors *sf, const char *path, int strict,
+                          st_error *err)
 {
     const int n = st_model_num_tensors(m);
     const char *kind = st_model_kind_name(st_model_get_kind(m));
@@ -94,7 +95,7 @@ static int load_tensors(st_model *m, const st_safetensors *sf, const char *path,
         }
     }
     /* Names are unique in both, so the file has extra tensors exactly when it has more. */
-    if (st_safetensors_count(sf) != n) {
+    if (strict && st_safetensors_count(sf) != n) {
         for (int i = 0; i < st_safetensors_count(sf); i++) {
             const st_sf_tensor *f = st_safetensors_at(sf, i);
             if (!st_model_find_tensor(m, f->name)) {
@@ -127,7 +128,7 @@ st_model *st_model_load(const char *path, int max_batch, st_error *err)
     st_model *m = NULL;
     if (r == 1) {
         m = st_model_create(kind, max_batch, 0, err);
-        if (m && load_tensors(m, &sf, path, err) != 0) {
+        if (m && st_model_read_tensors(m, &sf, path, 1, err) != 0) {
             st_model_free(m);
             m = NULL;
         }
@@ -150,7 +151,7 @@ int st_model_load_into(st_model *m, const char *path, st_error *err)
                        st_model_kind_name(st_model_get_kind(m)),
                        st_model_class_name(st_model_get_kind(m)));
     if (rc == 0)
-        rc = load_tensors(m, &sf, path, err);
+        rc = st_model_read_tensors(m, &sf, path, 1, err);
     st_safetensors_free(&sf);
     return rc;
 }

@@ -88,6 +88,7 @@ void st_optim_step(st_optim *o)
     }
 }
 
+const st_optim_config *st_optim_get_config(const st_optim *o) { return &o->cfg; }
 int64_t st_optim_steps(const st_optim *o) { return o->steps; }
 void st_optim_set_steps(st_optim *o, int64_t steps) { o->steps = steps; }
 

@@ -41,6 +41,15 @@ static void batch_buf_free(batch_buf *b)
 int st_train_epoch(st_model *m, st_optim *o, const st_dataset *ds, int batch, st_rng *shuffle_rng,
                    st_progress_fn progress, void *user, st_epoch_result *res, st_error *err)
 {
+    return st_train_epoch_resume(m, o, ds, batch, shuffle_rng, 0, 0.0, 0.0, progress, user, res,
+                                 err);
+}
+
+int st_train_epoch_resume(st_model *m, st_optim *o, const st_dataset *ds, int batch,
+                          st_rng *shuffle_rng, int start_batch, double cost_sum, double seconds,
+                          st_progress_fn progress, void *user, st_epoch_result *res,
+                          st_error *err)
+{
     memset(res, 0, sizeof *res);
     if (batch < 1 || batch > m->max_batch)
         return st_seterr(err, "batch size %d is out of range: expected 1 to %d", batch,
@@ -63,9 +72,15 @@ int st_train_epoch(st_model *m, st_optim *o, const st_dataset *ds, int batch, st
     st_model_set_training(m, 1);
     int nb = (ds->n + batch - 1) / batch;
     res->num_batches = nb;
-    double t0 = now_seconds(), sum = 0.0;
+    if (start_batch < 0 || start_batch > nb) {
+        batch_buf_free(&b);
+        return st_seterr(err, "cannot resume at batch %d: the epoch has %d batches", start_batch,
+                         nb);
+    }
+    double t0 = now_seconds() - seconds, sum = cost_sum;
+    res->batches = start_batch;
     int rc = 0;
-    for (int bi = 0; bi < nb; bi++) {
+    for (int bi = start_batch; bi < nb; bi++) {
         int lo = bi * batch, n = ds->n - lo < batch ? ds->n - lo : batch;
         st_dataset_batch(ds, b.idx + lo, n, b.x, b.y);
         float loss;
@@ -92,6 +107,7 @@ int st_train_epoch(st_model *m, st_optim *o, const st_dataset *ds, int batch, st
         }
     }
     /* The notebook adds cost.item() / total_batch for every batch. */
+    res->cost_sum = sum;
     res->cost = sum / nb;
     res->seconds = now_seconds() - t0;
     batch_buf_free(&b);

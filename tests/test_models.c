@@ -4,8 +4,10 @@
  *
  * The PyTorch weights are copied into the Stride model by name (st_model_find_tensor), after
  * checking that Stride lists exactly PyTorch's state_dict: names, order, dtypes and shapes.
- * Every case runs twice: with the fast kernels the library trains with, and with the reference
- * kernels of layers.h (st_model_use_reference).
+ * The one-step cases run twice: with the fast kernels the library trains with (default thread
+ * count), and with the reference kernels of layers.h (st_model_use_reference). The training runs
+ * use the fast kernels on one thread: cheaper (idle OpenMP threads spin between the many small
+ * parallel regions), and results do not depend on the thread count (test_fast checks that).
  *
  * Tolerances (|got - exp| <= atol + rtol |exp|, atol = A * max|exp| of the tensor compared):
  *  - One forward/backward pass (logits, loss, every gradient, running stats): rtol = 1e-4,
@@ -300,6 +302,7 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
     CHECK(nfrozen == (kind == ST_MODEL_CNN ? 3 : 0));
     st_model_set_training(m, 1);
     st_model_set_dropout(m, 0);
+    st_set_threads(1); /* see the top of the file */
     for (int s = 0; s < steps && s < 16; s++) {
         to_input(x, (const uint8_t *)xs->data + (size_t)s * NIMG * 784, NIMG * 784);
         st_model_zero_grad(m);
@@ -309,6 +312,7 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
         for (int i = 0; i < nfrozen; i++) memset(frozen[i]->grad, 0, frozen[i]->numel * sizeof(float));
         st_optim_step(o);
     }
+    st_set_threads(0);
     CHECK(st_optim_steps(o) == steps);
     /* Adam: plus 1e-3 of the largest total movement, lr * steps (see the top of the file) */
     const double atol_lr = adam ? 1e-3 * lr * steps : 0;

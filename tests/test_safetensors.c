@@ -224,6 +224,22 @@ static void test_json_values(void)
         CHECK(st_json_get(r, "k200") == NULL && st_json_get(r, "k") == NULL);
         st_json_free(doc);
     }
+    /* Strings larger than an arena chunk, between small values. */
+    size_t blen = 200000;
+    char *bigs = malloc(blen + 64);
+    n = (size_t)sprintf(bigs, "[1,\"");
+    memset(bigs + n, 'q', 150000);
+    n += 150000;
+    n += (size_t)sprintf(bigs + n, "\",\"small\",{\"k\":[true]}]");
+    r = parse_ok(&doc, bigs);
+    if (r) {
+        CHECK(r->count == 4 && r->items[1]->len == 150000 && r->items[1]->str[149999] == 'q');
+        CHECK(strcmp(r->items[2]->str, "small") == 0);
+        CHECK(st_json_get(r->items[3], "k")->items[0]->type == ST_JSON_TRUE);
+        CHECK(strcmp(st_json_type_name(r->items[3]->type), "object") == 0);
+        st_json_free(doc);
+    }
+    free(bigs);
     /* A scalar at the top level. */
     r = parse_ok(&doc, " \"top\" ");
     CHECK(r && r->type == ST_JSON_STRING && strcmp(r->str, "top") == 0);
@@ -360,6 +376,17 @@ static void test_atomic_write(void)
     CHECK(b && len == 3 && memcmp(b, "new", 3) == 0);
     free(b);
 
+    /* A path without a directory part is relative to the working directory. */
+    char cwd[512];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    CHECK(chdir(tmpdir) == 0);
+    CHECK(st_write_file_atomic("relative.bin", c2, s2, 1, &err) == 0);
+    CHECK(chdir(cwd) == 0);
+    tmp_path(dirpath, "relative.bin");
+    b = slurp(dirpath, &len);
+    CHECK(b && len == 3);
+    free(b);
+
     /* A missing directory: an error naming the path and the reason. */
     snprintf(missing, sizeof missing, "%s/no/such/dir/x.bin", tmpdir);
     CHECK(st_write_file_atomic(missing, c2, s2, 1, &err) == -1);
@@ -461,6 +488,11 @@ static void test_dtypes(void)
     CHECK(strcmp(st_sf_quote(buf, sizeof buf, "a\nb"), "'a?b'") == 0);
     st_sf_quote(buf, 12, "abcdefghijklmnop");
     CHECKF(strcmp(buf, "'abcde...'") == 0, "%s", buf);
+    /* Truncation never splits a UTF-8 sequence. */
+    st_sf_quote(buf, 12, "a\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9");
+    CHECKF(strcmp(buf, "'a\xC3\xA9\xC3\xA9...'") == 0, "%s", buf);
+    st_sf_quote(buf, 13, "ab\xE2\x82\xAC\xE2\x82\xAC");
+    CHECKF(strcmp(buf, "'ab\xE2\x82\xAC...'") == 0, "%s", buf);
 }
 
 /* A set of tensors of several dtypes and shapes, including a scalar and an empty tensor. */
@@ -612,6 +644,17 @@ static void test_writer_errors(void)
     const st_sf_tensor_w noname[] = {{NULL, ST_SF_F32, 0, NULL, x}};
     CHECK(st_safetensors_encode(noname, 1, NULL, 0, &buf, &len, &err) == -1);
     CHECKF(contains(err.msg, "tensor 0 has no name"), "%s", err.msg);
+    const int64_t huge2[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+    const st_sf_tensor_w toolarge[] = {{"h", ST_SF_F32, 2, huge2, x}};
+    CHECK(st_safetensors_encode(toolarge, 1, NULL, 0, &buf, &len, &err) == -1);
+    CHECKF(contains(err.msg, "'h' is too large"), "%s", err.msg);
+    const st_sf_tensor_w manydims[] = {{"m", ST_SF_F32, 65, sh_5, x}};
+    CHECK(st_safetensors_encode(manydims, 1, NULL, 0, &buf, &len, &err) == -1);
+    CHECKF(contains(err.msg, "'m' has 65 dimensions, expected 0 to 64"), "%s", err.msg);
+    const st_sf_tensor_w noshape[] = {{"s", ST_SF_F32, 2, NULL, x}};
+    CHECK(st_safetensors_encode(noshape, 1, NULL, 0, &buf, &len, &err) == -1);
+    CHECKF(contains(err.msg, "'s' has no shape"), "%s", err.msg);
+    CHECK(st_safetensors_encode(NULL, -1, NULL, 0, &buf, &len, &err) == -1);
     const char *const dupmeta[] = {"k", "1", "k", "2"};
     CHECK(st_safetensors_encode(NULL, 0, dupmeta, 2, &buf, &len, &err) == -1);
     CHECKF(contains(err.msg, "metadata key 'k' is used twice"), "%s", err.msg);
