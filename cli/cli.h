@@ -75,9 +75,13 @@ typedef struct train_record {
     int evaluated;
 } train_record;
 
-/* Trains m for o->epochs epochs, printing the epoch lines (and a progress bar on a terminal). */
-int train_model(st_model *m, const options *o, const st_dataset *train, train_record *rec,
-                const char *indent);
+/* A fresh training state for the options (epochs, batch, lr, seed, limit; shuffle stream). */
+void init_train_state(st_train_state *s, const options *o);
+/* Trains m from state s to s->epochs, printing the epoch lines (and a progress bar on a
+ * terminal). With ckpt, writes a checkpoint there after every epoch and on SIGINT/SIGTERM (then
+ * returns 128 + the signal). Returns 0 or an exit status (message printed). */
+int train_model(st_model *m, st_optim *opt, const st_dataset *train, train_record *rec,
+                st_train_state *s, const char *indent, const char *ckpt, int quiet);
 void print_epoch_summary(const train_record *rec);
 void print_eval(const char *title, const st_eval_result *r, int confusion);
 void print_shapes(st_model_kind kind);

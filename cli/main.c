@@ -137,6 +137,9 @@ int cmd_run(int argc, char **argv)
     const st_model_kind kinds[3] = {ST_MODEL_LINEAR, ST_MODEL_MLP, ST_MODEL_CNN};
     const char *labels[3] = {"FC 1-Layer", "FC Multi-Layer", "CNN (3-Block)"};
     st_model *models[3] = {NULL, NULL, NULL};
+    st_optim *opts[3] = {NULL, NULL, NULL};
+    static st_train_state states[3];
+    st_optim_config cfg = st_adam_config(o.lr);
     st_error err;
     for (int i = 0; i < 3; i++) {
         models[i] = st_model_create(kinds[i], o.batch, o.seed + (uint64_t)i, &err);
@@ -144,6 +147,12 @@ int cmd_run(int argc, char **argv)
             rc = fail(1, "%s", err.msg);
             goto done;
         }
+        opts[i] = st_optim_create(models[i], &cfg, &err);
+        if (!opts[i]) {
+            rc = fail(1, "%s", err.msg);
+            goto done;
+        }
+        init_train_state(&states[i], &o);
         recs[i].kind = kinds[i];
         recs[i].label = labels[i];
         recs[i].params = st_model_num_params(models[i]);
@@ -159,7 +168,7 @@ int cmd_run(int argc, char **argv)
 
     /* 4. CNN training */
     printf("\n== CNN training (Adam, lr %g, %d epochs) ==\n", o.lr, o.epochs);
-    if ((rc = train_model(cnn, &o, &train, &recs[2], "")) != 0)
+    if ((rc = train_model(cnn, opts[2], &train, &recs[2], &states[2], "", NULL, o.quiet)) != 0)
         goto done;
     print_epoch_summary(&recs[2]);
 
@@ -176,7 +185,8 @@ int cmd_run(int argc, char **argv)
     printf("\n== FC nets (same settings) ==\n");
     for (int i = 0; i < 2; i++) {
         printf("%s training...\n", labels[i]);
-        if ((rc = train_model(models[i], &o, &train, &recs[i], "  ")) != 0)
+        if ((rc = train_model(models[i], opts[i], &train, &recs[i], &states[i], "  ", NULL,
+                              o.quiet)) != 0)
             goto done;
         printf("  done - final cost: %.6f\n", recs[i].costs[recs[i].epochs - 1]);
     }
@@ -238,8 +248,10 @@ int cmd_run(int argc, char **argv)
         printf("saved %s\n", path);
     }
 done:
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        st_optim_free(opts[i]);
         st_model_free(models[i]);
+    }
     st_dataset_free(&train);
     st_dataset_free(&test);
     return rc;
@@ -247,48 +259,140 @@ done:
 
 /* ------------------------------------------------------------------------------ train / eval */
 
+/* Fails early (before hours of training) when path's directory cannot take a new file. */
+static int check_writable(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return fail(1, "cannot write %s: directory %s: %s", path, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return fail(1, "cannot write %s: %s is not a directory", path, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return fail(1, "cannot write %s: directory %s is not writable", path, dir);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return fail(1, "cannot write %s: it is a directory", path);
+    return 0;
+}
+
+/* W.safetensors -> W.ckpt; W.ckpt -> W.safetensors; other names get the suffix added. */
+static void swap_suffix(char *buf, size_t size, const char *path, const char *from, const char *to)
+{
+    size_t n = strlen(path), f = strlen(from);
+    if (n > f && strcmp(path + n - f, from) == 0)
+        snprintf(buf, size, "%.*s%s", (int)(n - f), path, to);
+    else
+        snprintf(buf, size, "%s%s", path, to);
+}
+
 int cmd_train(int argc, char **argv)
 {
     options o;
-    int rc = parse_options("train", argc, argv, OPT_COMMON | OPT_MODEL | OPT_SAVE | OPT_METRICS,
-                           &o);
+    int rc = parse_options("train", argc, argv,
+                           OPT_COMMON | OPT_MODEL | OPT_SAVE | OPT_METRICS | OPT_RESUME, &o);
     if (rc)
         return rc;
     if (o.help)
-        return help("usage: stride train --model cnn|linear|mlp [options]\n\n"
+        return help("usage: stride train --model cnn|linear|mlp [options]\n"
+                    "       stride train --resume FILE.ckpt [--epochs N] [options]\n\n"
                     "Trains one model with Adam and cross-entropy, evaluates it on the test set\n"
-                    "and saves it.\n\noptions:\n"
-                    "  --model M      cnn, linear or mlp (required)\n"
+                    "and saves it. With --save W.safetensors, a checkpoint W.ckpt is rewritten\n"
+                    "after every epoch and when interrupted (Ctrl-C, SIGTERM); --resume continues\n"
+                    "from it, bit-identically to an uninterrupted run.\n\noptions:\n"
+                    "  --model M      cnn, linear or mlp (required unless --resume)\n"
                     "  --save FILE    weights file to write (safetensors; PyTorch state_dict)\n"
+                    "  --resume FILE  continue from a checkpoint (its model, batch size, learning\n"
+                    "                 rate, seed and --limit are used; --epochs N sets the end)\n"
                     "  --metrics FILE per-epoch metrics as JSON\n",
                     common_help);
-    if (!o.model)
+    int epochs_given = 0;
+    for (int i = 0; i < argc; i++)
+        epochs_given |= strncmp(argv[i], "--epochs", 8) == 0;
+    if (!o.model && !o.resume)
         return fail(2, "train: --model is required (cnn, linear or mlp)");
-    st_model_kind kind;
-    st_model_kind_parse(o.model, &kind, NULL);
+    if (o.model && o.resume)
+        return fail(2, "train: give either --model or --resume, not both (the checkpoint names "
+                       "its model)");
+    st_error err;
+    st_model *m = NULL;
+    st_optim *opt = NULL;
+    static st_train_state state;
+    char ckpt[4096] = "", save[4096] = "";
+    if (o.resume) {
+        if (st_checkpoint_load(o.resume, 1, &m, &opt, &state, &err) != 0)
+            return fail(1, "%s", err.msg);
+        if (epochs_given)
+            state.epochs = o.epochs;
+        if (state.epochs < state.epoch || (state.epochs == state.epoch && state.batch > 0)) {
+            st_optim_free(opt);
+            st_model_free(m);
+            return fail(2, "train: %s has already reached epoch %d: --epochs %d is too few",
+                        o.resume, state.epoch + (state.batch > 0), state.epochs);
+        }
+        o.batch = state.batch_size;
+        o.lr = state.lr;
+        o.seed = state.seed;
+        o.limit = state.limit;
+        o.epochs = state.epochs;
+        snprintf(ckpt, sizeof ckpt, "%s", o.resume);
+        if (o.save)
+            snprintf(save, sizeof save, "%s", o.save);
+        else
+            swap_suffix(save, sizeof save, o.resume, ".ckpt", ".safetensors");
+    } else if (o.save) {
+        snprintf(save, sizeof save, "%s", o.save);
+        swap_suffix(ckpt, sizeof ckpt, o.save, ".safetensors", ".ckpt");
+    }
+    if ((save[0] && check_writable(save)) || (ckpt[0] && check_writable(ckpt)) ||
+        (o.metrics && check_writable(o.metrics))) {
+        st_optim_free(opt);
+        st_model_free(m);
+        return 1;
+    }
     install_stop_handlers();
     st_dataset train, test;
-    if (load_data(&o, &train, &test))
+    if (load_data(&o, &train, &test)) {
+        st_optim_free(opt);
+        st_model_free(m);
         return 1;
-    st_error err;
-    st_model *m = st_model_create(kind, o.batch, o.seed, &err);
+    }
     if (!m) {
-        st_dataset_free(&train);
-        st_dataset_free(&test);
-        return fail(1, "%s", err.msg);
+        st_model_kind kind;
+        st_model_kind_parse(o.model, &kind, NULL);
+        m = st_model_create(kind, o.batch, o.seed, &err);
+        st_optim_config cfg = st_adam_config(o.lr);
+        opt = m ? st_optim_create(m, &cfg, &err) : NULL;
+        if (!opt) {
+            st_model_free(m);
+            st_dataset_free(&train);
+            st_dataset_free(&test);
+            return fail(1, "%s", err.msg);
+        }
+        init_train_state(&state, &o);
     }
     static train_record rec;
     const char *labels[3] = {"CNN (3-Block)", "FC 1-Layer", "FC Multi-Layer"};
-    rec.kind = kind;
-    rec.label = labels[kind];
+    rec.kind = st_model_get_kind(m);
+    rec.label = labels[rec.kind];
     rec.params = st_model_num_params(m);
     char num[2][32];
+    if (o.resume)
+        printf("Resuming %s from %s at epoch %d, batch %d\n", rec.label, o.resume,
+               state.epoch + 1, state.batch);
     printf("Training %s (%s parameters) on %s images, batch %d, Adam lr %g, seed %llu, %d "
            "threads\n",
            rec.label, fmt_int((long long)rec.params, num[0], sizeof num[0]),
            fmt_int(train.n, num[1], sizeof num[1]), o.batch, o.lr, (unsigned long long)o.seed,
            st_get_threads());
-    rc = train_model(m, &o, &train, &rec, "");
+    rc = train_model(m, opt, &train, &rec, &state, "", ckpt[0] ? ckpt : NULL, o.quiet);
     if (rc == 0) {
         print_epoch_summary(&rec);
         if (st_evaluate(m, &test, o.batch, &rec.eval, NULL, &err) != 0)
@@ -299,17 +403,18 @@ int cmd_train(int argc, char **argv)
             print_eval(rec.label, &rec.eval, 0);
         }
     }
-    if (rc == 0 && o.save) {
-        if (st_model_save(m, o.save, &err) != 0)
+    if (rc == 0 && save[0]) {
+        if (st_model_save(m, save, &err) != 0)
             rc = fail(1, "%s", err.msg);
         else
-            printf("saved %s\n", o.save);
+            printf("saved %s (checkpoint: %s)\n", save, ckpt);
     }
     if (rc == 0 && o.metrics) {
         rc = write_metrics_json(o.metrics, &rec, 1, &o);
         if (rc == 0)
             printf("saved %s\n", o.metrics);
     }
+    st_optim_free(opt);
     st_model_free(m);
     st_dataset_free(&train);
     st_dataset_free(&test);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,7 @@ int parse_options(const char *cmd, int argc, char **argv, unsigned allowed, opti
             char *end;
             errno = 0;
             o->lr = strtod(value, &end);
-            if (errno || end == value || *end || !(o->lr > 0.0) || o->lr > 1e3)
+            if (errno || end == value || *end || !(o->lr > 0.0) || !isfinite(o->lr))
                 return fail(2, "invalid value '%s' for --lr: expected a positive number such "
                                "as 0.001", value);
         } else if (bit == OPT_SEED) {

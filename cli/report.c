@@ -49,43 +49,84 @@ static int on_batch(void *user, int batch, int nb, double running, double second
     return g_stop_signal != 0;
 }
 
-int train_model(st_model *m, const options *o, const st_dataset *train, train_record *rec,
-                const char *indent)
+void init_train_state(st_train_state *s, const options *o)
 {
-    st_error err;
-    st_optim_config cfg = st_adam_config(o->lr);
-    st_optim *opt = st_optim_create(m, &cfg, &err);
-    if (!opt)
-        return fail(1, "%s", err.msg);
+    memset(s, 0, sizeof *s);
+    s->epochs = o->epochs;
+    s->batch_size = o->batch;
+    s->lr = o->lr;
+    s->seed = o->seed;
+    s->limit = o->limit;
     /* The shuffle has its own stream, derived from the seed, so that it does not depend on how
      * many numbers the initialisation or dropout drew. */
-    st_rng shuffle;
-    st_rng_seed(&shuffle, o->seed ^ 0x5eed5eed5eed5eedULL);
-    progress_state ps = {isatty(2) && !o->quiet, o->batch, 0.0, st_model_kind_name(rec->kind)};
-    rec->epochs = 0;
-    for (int e = 0; e < o->epochs; e++) {
+    st_rng_seed(&s->shuffle, o->seed ^ 0x5eed5eed5eed5eedULL);
+}
+
+int train_model(st_model *m, st_optim *opt, const st_dataset *train, train_record *rec,
+                st_train_state *s, const char *indent, const char *ckpt, int quiet)
+{
+    st_error err;
+    progress_state ps = {isatty(2) && !quiet, s->batch_size, 0.0, st_model_kind_name(rec->kind)};
+    rec->epochs = s->epoch;
+    for (int e = 0; e < s->epoch; e++) {
+        rec->costs[e] = s->costs[e];
+        rec->times[e] = s->times[e];
+    }
+    for (int e = s->epoch; e < s->epochs; e++) {
+        st_rng epoch_start = s->shuffle;
         st_epoch_result r;
-        if (st_train_epoch(m, opt, train, o->batch, &shuffle, on_batch, &ps, &r, &err) != 0) {
-            if (ps.enabled)
-                fprintf(stderr, "\r\033[K");
-            st_optim_free(opt);
-            return fail(1, "training %s, epoch %d: %s", rec->label, e + 1, err.msg);
-        }
+        int rc = st_train_epoch_resume(m, opt, train, s->batch_size, &s->shuffle, s->batch,
+                                       s->cost_sum, s->seconds, on_batch, &ps, &r, &err);
         if (ps.enabled)
             fprintf(stderr, "\r\033[K");
-        if (r.stopped) {
-            st_optim_free(opt);
-            return fail(128 + g_stop_signal, "interrupted during epoch %d of %s", e + 1,
-                        rec->label);
+        if (rc != 0) {
+            fail(1, "training %s, epoch %d: %s", rec->label, e + 1, err.msg);
+            if (ckpt && e > 0)
+                fprintf(stderr, "  the last good checkpoint (end of epoch %d) is kept: %s\n", e,
+                        ckpt);
+            return 1;
         }
-        rec->costs[e] = r.cost;
-        rec->times[e] = r.seconds;
+        if (r.stopped && r.batches < r.num_batches) {
+            int sig = g_stop_signal ? g_stop_signal : 2;
+            if (ckpt) {
+                s->shuffle = epoch_start;
+                s->epoch = e;
+                s->batch = r.batches;
+                s->cost_sum = r.cost_sum;
+                s->seconds = r.seconds;
+                if (st_checkpoint_save(ckpt, m, opt, s, &err) != 0) {
+                    fail(128 + sig, "interrupted, and the checkpoint could not be saved: %s",
+                         err.msg);
+                    return 128 + sig;
+                }
+                fprintf(stderr,
+                        "stride: interrupted in epoch %d at batch %d of %d; checkpoint saved to "
+                        "%s\n  resume with: stride train --resume %s\n",
+                        e + 1, r.batches, r.num_batches, ckpt, ckpt);
+            } else {
+                fail(128 + sig, "interrupted in epoch %d of %s (no checkpoint: use --save)", e + 1,
+                     rec->label);
+            }
+            return 128 + sig;
+        }
+        rec->costs[e] = s->costs[e] = r.cost;
+        rec->times[e] = s->times[e] = r.seconds;
         rec->epochs = e + 1;
-        printf("%sEpoch %02d/%d | cost = %.6f | time = %.2fs\n", indent, e + 1, o->epochs, r.cost,
+        s->epoch = e + 1;
+        s->batch = 0;
+        s->cost_sum = 0.0;
+        s->seconds = 0.0;
+        printf("%sEpoch %02d/%d | cost = %.6f | time = %.2fs\n", indent, e + 1, s->epochs, r.cost,
                r.seconds);
         fflush(stdout);
+        if (ckpt && st_checkpoint_save(ckpt, m, opt, s, &err) != 0)
+            return fail(1, "%s", err.msg);
+        if (g_stop_signal) { /* the signal came with the epoch's last batch */
+            fprintf(stderr, "stride: interrupted after epoch %d%s%s\n", e + 1,
+                    ckpt ? "; checkpoint saved to " : "", ckpt ? ckpt : "");
+            return 128 + g_stop_signal;
+        }
     }
-    st_optim_free(opt);
     return 0;
 }
 

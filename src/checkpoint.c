@@ -170,7 +170,8 @@ int st_checkpoint_load(const char *path, int max_batch, st_model **mp, st_optim 
     if (meta_str(&sf, path, "format", &format, err))
         goto done;
     if (strcmp(format, "stride-checkpoint") != 0) {
-        st_seterr(err, "%s: format is '%s', expected a Stride checkpoint (stride-checkpoint)",
+        st_seterr(err, "%s: not a Stride checkpoint (its format is '%s'; a checkpoint is the "
+                       ".ckpt file written beside the weights)",
                   path, format);
         goto done;
     }

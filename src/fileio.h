@@ -11,7 +11,8 @@
  * NULL) to path atomically: the data goes to a new temporary file "PATH.tmp.XXXXXX" in the same
  * directory, which is flushed to disk (fsync), closed and renamed over path. Readers see either
  * the old file or the complete new one, never a partial file. The new file gets the permissions of
- * the file it replaces, or 0666 minus the umask for a new file.
+ * the file it replaces, or 0666 minus the umask for a new file. A symbolic link at path is
+ * replaced by the new file, not followed.
  *
  * On failure the temporary file is removed, an existing file at path is left untouched, and err
  * names the path and the system error ("cannot create ...: No such file or directory",

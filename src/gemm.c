@@ -29,7 +29,6 @@
 
 #include <omp.h>
 #include <string.h>
-#include <stdlib.h>
 
 /* ---------------------------------------------------------------- kernel table */
 
@@ -176,11 +175,14 @@ static void plan_init(gemm_plan *p, int ta, int tb, int M, int N, int K, float a
     /* K blocks of equal size (a function of K only): e.g. K = 300 -> 2 blocks of 150 */
     int nblocks = (K + ST_GEMM_KC_MAX - 1) / ST_GEMM_KC_MAX;
     p->kc = (K + nblocks - 1) / nblocks;
-    /* In place, each B row costs one cache line per sliver and k; that is cheapest while few
-     * A slivers reuse the B sliver and B's row stride does not alias in the L1 cache. */
-    p->pack_b = p->tb || M > 4 * p->kr->mr || (ldb % 1024) == 0;
-    p->pack_a = 0;
-    { const char *e = getenv("XPB"); if (e) p->pack_b = p->tb || atoi(e); e = getenv("XPA"); if (e) p->pack_a = atoi(e); e = getenv("XDOT"); if (e && p->use_dot) p->use_dot = atoi(e); }
+    /* Read in place, a B sliver costs one or two cache lines per k; that is cheapest while few
+     * A slivers reuse it and B's row stride (ldb) is not a multiple of 4 KiB, which would map
+     * every row to the same L1 set. B^T is always packed (transposed). */
+    p->pack_b = p->tb || M >= 8 * p->kr->mr || (ldb % 1024) == 0;
+    /* Rows of A are read in place (the micro-kernel broadcasts from MR row pointers; packing
+     * them would be a transpose). A^T is packed, a cheap contiguous copy, when many B slivers
+     * reuse it, so that the sliver is contiguous rather than spread over kc rows of A^T. */
+    p->pack_a = p->ta && N > 4 * p->kr->nr;
 }
 
 /* ---------------------------------------------------------------- packing */

@@ -84,11 +84,32 @@ static float over_white(float v, float a)
     return a * v + (1.0f - a);
 }
 
+/* v / 255.0f for every 8-bit v, folded by the compiler (correctly rounded, as at run time). */
+#define U1(i) (float)(i) / 255.0f
+#define U4(i) U1(i), U1((i) + 1), U1((i) + 2), U1((i) + 3)
+#define U16(i) U4(i), U4((i) + 4), U4((i) + 8), U4((i) + 12)
+#define U64(i) U16(i), U16((i) + 16), U16((i) + 32), U16((i) + 48)
+static const float unit8[256] = {U64(0), U64(64), U64(128), U64(192)};
+
 /* One row of interleaved samples (G, GA, RGB or RGBA: 1 to 4 channels, 1 or 2 bytes per sample,
  * big-endian) with full scale maxval, to gray. Used for PNG, JPEG and binary PGM/PPM rows. */
 static void samples_to_gray(const uint8_t *src, int w, int channels, int bytes, float maxval,
                             float *dst)
 {
+    if (bytes == 1 && maxval == 255.0f) { /* the common case, without divisions */
+        for (int x = 0; x < w; x++, src += channels) {
+            switch (channels) {
+            case 1: dst[x] = unit8[src[0]]; break;
+            case 2: dst[x] = over_white(unit8[src[0]], unit8[src[1]]); break;
+            case 3: dst[x] = luma(unit8[src[0]], unit8[src[1]], unit8[src[2]]); break;
+            default:
+                dst[x] = over_white(luma(unit8[src[0]], unit8[src[1]], unit8[src[2]]),
+                                    unit8[src[3]]);
+                break;
+            }
+        }
+        return;
+    }
     for (int x = 0; x < w; x++) {
         float v[4];
         for (int c = 0; c < channels; c++) {

@@ -53,7 +53,7 @@ int st_image_decode(const uint8_t *buf, size_t len, const char *name, st_gray_im
 void st_gray_image_free(st_gray_image *img);
 
 /* Fits a decoded image into out[784] (steps 3-4). *inverted (may be NULL) is set to 1 if the
- * image was inverted, else 0. Fails only when out of memory. */
+ * image was inverted, else 0. Fails only on an empty or oversized img, or when out of memory. */
 int st_image_fit(const st_gray_image *img, st_invert_mode mode, float out[ST_IMAGE_PIXELS],
                  int *inverted, st_error *err);
 

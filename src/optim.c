@@ -2,6 +2,7 @@
 #include "layers.h"
 #include "model.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 struct st_optim {
@@ -29,7 +30,7 @@ st_optim *st_optim_create(st_model *m, const st_optim_config *cfg, st_error *err
         st_seterr(err, "unknown optimiser kind %d: expected Adam or SGD", (int)cfg->kind);
         return NULL;
     }
-    if (!(cfg->lr > 0.0) || cfg->lr > 1e3) {
+    if (!(cfg->lr > 0.0) || !isfinite(cfg->lr)) {
         st_seterr(err, "learning rate %g is out of range: expected a positive number", cfg->lr);
         return NULL;
     }

@@ -95,11 +95,17 @@ const char *st_sf_quote(char *buf, size_t cap, const char *s)
         buf[n++] = c < 0x20 || c == 0x7F ? '?' : (char)c;
     }
     if (i < len) {
-        /* Do not leave half a UTF-8 sequence before the "...". */
-        while (n > 1 && ((unsigned char)buf[n - 1] & 0xC0) == 0x80)
-            n--;
-        if (n > 1 && (unsigned char)buf[n - 1] >= 0xC0)
-            n--;
+        /* Do not leave half a UTF-8 sequence before the "...": find where the last sequence
+         * starts and drop it if it is incomplete. */
+        size_t start = n;
+        while (start > 1 && ((unsigned char)buf[start - 1] & 0xC0) == 0x80)
+            start--;
+        if (start > 1) {
+            unsigned char c = (unsigned char)buf[start - 1];
+            size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            if (n - (start - 1) < want)
+                n = start - 1;
+        }
         memcpy(buf + n, "...", 3);
         n += 3;
     }

@@ -7,7 +7,7 @@
  * The one-step cases run twice: with the fast kernels the library trains with (default thread
  * count), and with the reference kernels of layers.h (st_model_use_reference). The training runs
  * use the fast kernels on one thread: cheaper (idle OpenMP threads spin between the many small
- * parallel regions), and results do not depend on the thread count (test_fast checks that).
+ * parallel regions), and stride.h promises results bit-identical for any thread count.
  *
  * Tolerances (|got - exp| <= atol + rtol |exp|, atol = A * max|exp| of the tensor compared):
  *  - One forward/backward pass (logits, loss, every gradient, running stats): rtol = 1e-4,
@@ -16,11 +16,15 @@
  *    divides by standard deviations of a few values, which amplifies those differences in the
  *    gradients by ~10x; 1e-4 relative is still 1000x smaller than any real error (a wrong index,
  *    a missing term, a biased variance).
+ *    Exception: the bias of a convolution that feeds a BatchNorm has an exact gradient of 0 (BN
+ *    removes the channel mean); both sides return rounding noise (~1e-8), checked against the
+ *    bound 2 K u sum|dout| per channel (K terms; gen_ref.py stores sum|dout| and K).
  *  - 10 Adam steps (final weights, buffers, per-step losses): rtol = 1e-4, A = 1e-4, plus
  *    atol 1e-3 * lr * steps. Adam divides by sqrt(v) + eps, so each step moves a weight by ~lr
  *    whatever the gradient's size: the relative error of a step is the relative error of that
  *    weight's gradient, which is large where the gradient is a near-cancelling sum (observed:
- *    a handful of classifier.1 weights off by 2.5e-6 = 2.5e-4 of lr * steps, all others < 1e-7).
+ *    5 of the 57,783 sampled classifier.1 weights off by > 1e-7, the worst by 2.5e-6, i.e.
+ *    2.5e-4 of lr * steps).
  *    Real bugs (bias correction, a missed or repeated step, the wrong moment) move weights by a
  *    sizeable fraction of lr * steps = 1e-2, far above 1e-5.
  *    The conv biases feeding a BatchNorm are held fixed in these runs, see check_training.
@@ -384,6 +388,7 @@ static void test_dropout_in_model(void)
     float x[NIMG * 784], a[NIMG * 10], b[NIMG * 10], c[NIMG * 10];
     const float *lg;
     to_input(x, ref_u8(&rf, "x"), NIMG * 784);
+    st_set_threads(1);
     /* training, dropout off: deterministic */
     st_model_set_training(m, 1);
     st_model_set_dropout(m, 0);
@@ -410,6 +415,7 @@ static void test_dropout_in_model(void)
     st_model_set_dropout(m, 0);
     CHECK(st_model_forward(m, x, NIMG, &lg, &err) == 0);
     CHECK(memcmp(b, lg, sizeof b) == 0);
+    st_set_threads(0);
     st_model_free(m);
     ref_close(&rf);
 }
@@ -476,14 +482,22 @@ static void test_default_init(void)
         st_model *m3 = st_model_create((st_model_kind)k, 4, 12346, &err);
         CHECK(m2 && m3);
         if (m2 && m3) {
-            size_t np = st_model_num_params(m), same = 0;
+            size_t np = st_model_num_params(m), same = 0, bn = 0;
             CHECK(memcmp(st_model_params(m), st_model_params(m2), np * sizeof(float)) == 0);
             const float *p1 = st_model_params(m), *p3 = st_model_params(m3);
             for (size_t j = 0; j < np; j++) same += p1[j] == p3[j];
-            printf("    %s: seed 12345 twice: identical; seed 12346: %zu of %zu values equal\n",
-                   kind_file[k], same, np);
-            /* BN weights (1) and biases (0) are the same whatever the seed */
-            CHECK(same < np / 100 + 300);
+            /* BN weights (1) and biases (0) are the same whatever the seed; two uniform floats
+             * drawn with 24 random bits match with probability 2^-24 */
+            for (int i = 0; i < st_model_num_tensors(m); i++) {
+                const st_tensor *t = st_model_tensor(m, i);
+                char rm[64];
+                snprintf(rm, sizeof rm, "%.*s.running_mean", (int)(strrchr(t->name, '.') - t->name),
+                         t->name);
+                if (t->grad && st_model_find_tensor(m, rm)) bn += t->numel;
+            }
+            printf("    %s: seed 12345 twice: identical; seed 12346: %zu of %zu values equal "
+                   "(%zu batch-norm parameters)\n", kind_file[k], same, np, bn);
+            CHECK(same >= bn && same <= bn + 2);
             /* the tensors' data are views of the flat parameter vector */
             const st_tensor *t0 = st_model_tensor(m, 0);
             CHECK(t0->data == (void *)st_model_params(m) && t0->grad == st_model_grads(m));
