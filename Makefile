@@ -41,7 +41,7 @@ $(LIB): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(PROG): $(CLI_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
-$(BUILD)/tests/%: tests/%.c tests/check.h $(LIB) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) src/model.h $(LIB) | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 $(BUILD)/examples/%: examples/%.c $(LIB) | $(BUILD)/examples
 	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@

@@ -478,6 +478,8 @@ static int decode_png(const uint8_t *buf, size_t len, const char *name, sink *s,
         return 0;
     if (c.truncated)
         return st_seterr(err, "%s: truncated PNG: the data ends after %zu bytes", name, len);
+    if (strcmp(c.msg, "out of memory") == 0)
+        return st_seterr(err, "%s: out of memory decoding the PNG", name);
     /* libpng reports a bad IHDR as "Invalid IHDR data" after a warning that says why */
     int ihdr = strstr(c.msg, "IHDR") != NULL;
     if (ihdr && strstr(c.warning, "exceeds user limit") && len >= 24)

@@ -235,11 +235,15 @@ typedef struct ref_diff {
 } ref_diff;
 
 /* Compares got[i] with exp[i] for i in [0, n), with tolerance atol_i + rtol * |exp[i]| where
- * atol_i = atol + (atol_v ? atol_v[i] : 0). Prints one line; returns 1 if all pass. */
-static inline int ref_compare_v(const char *what, const float *got, const float *exp, size_t n,
-                                double atol, const double *atol_v, double rtol)
+ * atol_i = atol + (atol_v ? atol_v[i] : 0). Up to max_outliers elements may exceed it, provided
+ * they stay within hard_atol (for results where rare elements are known to be ill-conditioned;
+ * pass 0, 0 otherwise). Prints one line; returns 1 on success. */
+static inline int ref_compare_budget(const char *what, const float *got, const float *exp, size_t n,
+                                     double atol, const double *atol_v, double rtol,
+                                     size_t max_outliers, double hard_atol)
 {
     ref_diff d = {0, 0, 0, 0, 0};
+    size_t hard_bad = 0;
     double emax = 0;
     for (size_t i = 0; i < n; i++)
         if (fabs(exp[i]) > emax) emax = fabs(exp[i]);
@@ -251,8 +255,12 @@ static inline int ref_compare_v(const char *what, const float *got, const float 
         if (a > d.max_abs) d.max_abs = a;
         if (fabs(e) >= 1e-3 * emax && fabs(e) > 0 && a / fabs(e) > d.max_rel) d.max_rel = a / fabs(e);
         if (u > d.use || (d.use == 0 && i == 0)) d.use = u, d.worst = i;
-        if (!(u <= 1)) d.bad++;
+        if (!(u <= 1)) {
+            d.bad++;
+            if (!(a <= hard_atol)) hard_bad++;
+        }
     }
+    int ok = hard_bad == 0 && d.bad <= max_outliers;
     if (getenv("REF_HIST")) { /* diagnosis: how many differences exceed 1e-9, 1e-8, ... 1e-2 */
         size_t h[8] = {0};
         for (size_t i = 0; i < n; i++)
@@ -260,13 +268,23 @@ static inline int ref_compare_v(const char *what, const float *got, const float 
         printf("      |d| > 1e-9 .. 1e-2: %zu %zu %zu %zu %zu %zu %zu %zu\n", h[0], h[1], h[2], h[3],
                h[4], h[5], h[6], h[7]);
     }
-    printf("    %-44s n=%-7zu max|d|=%.3g max rel=%.3g use=%.3g%s\n", what, n, d.max_abs, d.max_rel,
-           d.use, d.bad ? "  <-- FAIL" : "");
-    if (d.bad)
+    char extra[64] = "";
+    if (max_outliers)
+        snprintf(extra, sizeof extra, " outliers=%zu (<= %zu allowed, within %.2g)", d.bad,
+                 max_outliers, hard_atol);
+    printf("    %-44s n=%-7zu max|d|=%.3g max rel=%.3g use=%.3g%s%s\n", what, n, d.max_abs,
+           d.max_rel, d.use, extra, ok ? "" : "  <-- FAIL");
+    if (!ok)
         fprintf(stderr, "    %s: %zu of %zu elements over tolerance; worst [%zu] got %.9g exp %.9g\n",
                 what, d.bad, n, d.worst, (double)got[d.worst], (double)exp[d.worst]);
     fflush(stdout);
-    return d.bad == 0;
+    return ok;
+}
+
+static inline int ref_compare_v(const char *what, const float *got, const float *exp, size_t n,
+                                double atol, const double *atol_v, double rtol)
+{
+    return ref_compare_budget(what, got, exp, n, atol, atol_v, rtol, 0, 0);
 }
 
 static inline int ref_compare(const char *what, const float *got, const float *exp, size_t n,

@@ -105,7 +105,7 @@ static void run_gemm(gemm_fn f, const problem *p, float *C)
  * block, and the last 8) to keep the naive reference fast; small ones check every row. */
 static int row_checked(const problem *p, int i)
 {
-    return (double)p->M * p->N * p->K < 4e6 || i % 7 == 0 || i >= p->M - 8;
+    return (double)p->M * p->N * p->K < 1e6 || i % 7 == 0 || i >= p->M - 8;
 }
 
 /* Reference rows i of C (the rows row_checked selects) into Cr; the others keep C0. */
@@ -185,7 +185,7 @@ static double compare(const problem *p, const float *C, const float *Cr, const f
  * which the small sizes and the medium crossing shapes cover for it. */
 static int level_runs(int level, const problem *p)
 {
-    return level > 0 || (double)p->M * p->N * p->K <= 8e6;
+    return level > 0 || (double)p->M * p->N * p->K <= 3e6;
 }
 
 /* Runs st_sgemm and st_sgemm_st on p at every kernel level and compares them with the reference
@@ -233,8 +233,8 @@ static void print_worst(const char *what, int integers, const double *worst)
 static const int stride_shapes[][5] = {
     /* conv forward per image: W[OC,CKK] * col[CKK,P] */
     {16, 784, 25, 0, 0}, {32, 196, 144, 0, 0}, {64, 49, 288, 0, 0},
-    /* conv weight grad: dY[OC,P] * col[CKK,P]^T, per image and batched over 64 images */
-    {16, 25, 784, 0, 1}, {32, 144, 196, 0, 1}, {64, 288, 49, 0, 1}, {32, 144, 64 * 196, 0, 1},
+    /* conv weight grad: dY[OC,P] * col[CKK,P]^T, per image and batched over images */
+    {16, 25, 784, 0, 1}, {32, 144, 196, 0, 1}, {64, 288, 49, 0, 1}, {16, 25, 16 * 784, 0, 1},
     /* conv input grad: W^T * dY */
     {25, 784, 16, 1, 0}, {144, 196, 32, 1, 0}, {288, 49, 64, 1, 0},
     /* linear forward: in * W^T */
@@ -243,9 +243,11 @@ static const int stride_shapes[][5] = {
     /* linear backward: dout^T * in, dout * W */
     {128, 3136, 64, 1, 0}, {512, 784, 64, 1, 0}, {10, 256, 64, 1, 0}, {10, 784, 64, 1, 0},
     {64, 3136, 128, 0, 0}, {64, 784, 512, 0, 0}, {64, 256, 10, 0, 0}, {64, 784, 10, 0, 0},
-    /* crossing the blocking sizes (MC, NC, KC) with edges everywhere */
+    /* crossing the blocking sizes (MC <= 96, NC = 256, KC = 256) one at a time, then together */
+    {101, 33, 37, 0, 0}, {101, 33, 37, 1, 0}, {101, 33, 37, 0, 1}, {101, 33, 37, 1, 1},
+    {23, 531, 29, 0, 0}, {23, 531, 29, 1, 0}, {23, 531, 29, 0, 1}, {23, 531, 29, 1, 1},
+    {19, 21, 517, 0, 0}, {19, 21, 517, 1, 0}, {19, 21, 517, 0, 1}, {19, 21, 517, 1, 1},
     {203, 531, 517, 0, 0}, {203, 531, 517, 1, 1}, {97, 300, 600, 0, 1}, {130, 70, 300, 1, 0},
-    {101, 263, 261, 0, 0}, {101, 263, 261, 1, 0}, {101, 263, 261, 0, 1}, {101, 263, 261, 1, 1},
 };
 #define NUM_STRIDE_SHAPES ((int)(sizeof stride_shapes / sizeof stride_shapes[0]))
 
@@ -362,8 +364,8 @@ static void test_threads_deterministic(void)
 {
     static const int shapes[][5] = {
         {203, 531, 517, 0, 0}, {64, 128, 3136, 0, 1}, {288, 49, 64, 1, 0}, {130, 700, 40, 1, 1},
-        {512, 784, 64, 1, 0},  {64, 784, 512, 0, 0},  {32, 144, 64 * 196, 0, 1},
-        {101, 263, 261, 0, 0}, {101, 263, 261, 1, 1}, {97, 100, 600, 0, 1},
+        {512, 784, 64, 1, 0},  {64, 784, 512, 0, 0},  {16, 25, 16 * 784, 0, 1},
+        {101, 33, 137, 0, 0},  {23, 531, 29, 1, 1},   {97, 100, 600, 0, 1},
     };
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int level = 0; level <= st_cpu_max_level(); level++) {

@@ -25,8 +25,14 @@
  *    weight's gradient, which is large where the gradient is a near-cancelling sum (observed:
  *    5 of the 57,783 sampled classifier.1 weights off by > 1e-7, the worst by 2.5e-6, i.e.
  *    2.5e-4 of lr * steps).
- *    Real bugs (bias correction, a missed or repeated step, the wrong moment) move weights by a
- *    sizeable fraction of lr * steps = 1e-2, far above 1e-5.
+ *    Such a weight can be off by much more: at the first step of the ConvNet run, the gradient
+ *    of classifier.1.weight[75][371] is -4.5e-8 = 2.7e-3 of the sum of its terms' magnitudes, so
+ *    its relative error is ~1e-2; Adam normalises it to a step of ~lr anyway, and it ends 2.5e-6
+ *    (AVX2 kernels) or 1.65e-5 (STRIDE_KERNEL=portable) away from PyTorch's. Hence an outlier
+ *    budget for big tensors: ceil(1e-4 n) elements (n >= 1000) may exceed the tolerance if they
+ *    stay within 0.1 lr steps = 1e-3. Real bugs (bias correction, a missed or repeated step, the
+ *    wrong moment, a wrong row) move most elements, or whole rows, by a sizeable fraction of
+ *    lr * steps = 1e-2; the gradients themselves are checked element by element above.
  *    The conv biases feeding a BatchNorm are held fixed in these runs, see check_training.
  *  - 5 SGD steps: the update is linear in the gradients: rtol = 1e-4, A = 1e-5.
  */
@@ -60,10 +66,14 @@ static int cmp_scaled(const char *what, const float *got, const float *exp, size
     return ref_compare(what, got, exp, n, A * ref_max_abs(exp, n), rtol);
 }
 
-static int cmp_train(const char *what, const float *got, const float *exp, size_t n,
-                     double atol, double A, double rtol)
+/* Training: Adam allows ceil(1e-4 n) outliers in tensors of 1000 elements or more, within
+ * 0.1 lr steps (see the top of the file); SGD none. */
+static int cmp_train(const char *what, const float *got, const float *exp, size_t n, double atol,
+                     double A, double rtol, double outlier_atol)
 {
-    return ref_compare(what, got, exp, n, atol + A * ref_max_abs(exp, n), rtol);
+    size_t outliers = outlier_atol > 0 && n >= 1000 ? (n + 9999) / 10000 : 0;
+    return ref_compare_budget(what, got, exp, n, atol + A * ref_max_abs(exp, n), NULL, rtol,
+                              outliers, outlier_atol);
 }
 
 /* Checks that m lists exactly the tensors "init/..." of rf, in order, and copies their values. */
@@ -319,8 +329,8 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
     st_set_threads(0);
     CHECK(st_optim_steps(o) == steps);
     /* Adam: plus 1e-3 of the largest total movement, lr * steps (see the top of the file) */
-    const double atol_lr = adam ? 1e-3 * lr * steps : 0;
-    CHECK(cmp_train("loss at each step", losses, ref_f32(&rf, "loss"), (size_t)steps, atol_lr, A, R));
+    const double atol_lr = adam ? 1e-3 * lr * steps : 0, outlier_atol = adam ? 0.1 * lr * steps : 0;
+    CHECK(cmp_train("loss at each step", losses, ref_f32(&rf, "loss"), (size_t)steps, atol_lr, A, R, outlier_atol));
     for (int i = 0; i < st_model_num_tensors(m); i++) {
         const st_tensor *t = st_model_tensor(m, i);
         snprintf(what, sizeof what, "final %s", t->name);
@@ -331,7 +341,7 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
         }
         const float *e = ref_f32_opt(&rf, "final/%s", t->name);
         if (e) {
-            CHECK(cmp_train(what, t->data, e, t->numel, atol_lr, A, R));
+            CHECK(cmp_train(what, t->data, e, t->numel, atol_lr, A, R, outlier_atol));
             continue;
         }
         const ref_tensor *es = ref_tensor_of(&rf, "final_sampled/%s", t->name);
@@ -341,14 +351,14 @@ static void check_training(st_model_kind kind, const char *optname, int referenc
             if (ref_sampled(j, t->numel) && k < es->numel) got[k++] = ((const float *)t->data)[j];
         CHECK(k == es->numel);
         strcat(what, " (sampled)");
-        CHECK(cmp_train(what, got, es->data, es->numel, atol_lr, A, R));
+        CHECK(cmp_train(what, got, es->data, es->numel, atol_lr, A, R, outlier_atol));
         free(got);
     }
     st_model_set_training(m, 0);
     to_input(x, xs->data, NIMG * 784);
     CHECK(st_model_forward(m, x, NIMG, &logits, &err) == 0);
     CHECK(cmp_train("logits (eval, after training)", logits, ref_f32(&rf, "eval_logits"),
-                     NIMG * 10, atol_lr, A, R));
+                     NIMG * 10, atol_lr, A, R, outlier_atol));
     st_optim_free(o);
 out:
     st_model_free(m);
