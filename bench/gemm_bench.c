@@ -3,12 +3,13 @@
  * Build by hand from the repository root:
  *   gcc -std=c11 -D_GNU_SOURCE -O2 -fopenmp -Iinclude -Isrc bench/gemm_bench.c src/gemm.c \
  *       src/gemm_avx2.c src/gemm_avx512.c src/cpu.c src/error.c -lm -o /tmp/gemm_bench
- *   /tmp/gemm_bench [-t threads] [-l level] [-s seconds] [-a]
+ *   /tmp/gemm_bench [-t threads] [-l level] [-s seconds] [-a] [-1 M N K NN|NT|TN|TT]
  *
  * Default: single-threaded st_sgemm_st at the CPU's kernel level, ~0.05 s per shape (best of
- * 100 short timed batches, in CPU time of the thread). -t N times st_sgemm with N threads instead; -l 0|1|2 forces the
- * portable / AVX2 / AVX-512 kernels; -a also runs the big square sizes. Each multiply-add counts
- * as 2 flops; operands are warm in cache as they would be inside a layer.
+ * 100 short timed batches, in CPU time of the thread, so that other programs sharing the cores
+ * disturb the figures less). -t N times st_sgemm with N threads instead (wall time); -l 0|1|2
+ * forces the portable / AVX2 / AVX-512 kernels; -a also runs big square sizes; -1 times one
+ * shape. Each multiply-add counts as 2 flops; operands are warm in cache, as inside a layer.
  */
 #include "gemm.h"
 #include "stride.h"
@@ -34,6 +35,15 @@ static const shape shapes[] = {
     {16, 25, 64 * 784, 0, 1, "conv1 dW   batched K=64*784"},
     {32, 144, 64 * 196, 0, 1, "conv2 dW   batched K=64*196"},
     {64, 288, 64 * 49, 0, 1, "conv3 dW   batched K=64*49"},
+    {16, 4 * 784, 25, 0, 0, "conv1 fwd  4 images"},
+    {32, 4 * 196, 144, 0, 0, "conv2 fwd  4 images"},
+    {64, 4 * 49, 288, 0, 0, "conv3 fwd  4 images"},
+    {16, 25, 4 * 784, 0, 1, "conv1 dW   4 images"},
+    {32, 144, 4 * 196, 0, 1, "conv2 dW   4 images"},
+    {64, 288, 4 * 49, 0, 1, "conv3 dW   4 images"},
+    {25, 4 * 784, 16, 1, 0, "conv1 dcol 4 images"},
+    {144, 4 * 196, 32, 1, 0, "conv2 dcol 4 images"},
+    {288, 4 * 49, 64, 1, 0, "conv3 dcol 4 images"},
     {25, 784, 16, 1, 0, "conv1 dcol W^T*dY"},
     {144, 196, 32, 1, 0, "conv2 dcol W^T*dY"},
     {288, 49, 64, 1, 0, "conv3 dcol W^T*dY"},
@@ -130,6 +140,7 @@ static void run(const shape *s)
 int main(int argc, char **argv)
 {
     int all = 0;
+    shape one = {0, 0, 0, 0, 0, NULL};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -139,12 +150,14 @@ int main(int argc, char **argv)
             seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "-a") == 0)
             all = 1;
-        else if (strcmp(argv[i], "-1") == 0 && i + 4 < argc) { /* one shape: -1 M N K ta tb */
-            shape s = {atoi(argv[i + 1]), atoi(argv[i + 2]), atoi(argv[i + 3]), 0, 0, "custom"};
-            s.ta = argv[i + 4][0] == 'T';
-            s.tb = argv[i + 4][1] == 'T';
-            run(&s);
-            return 0;
+        else if (strcmp(argv[i], "-1") == 0 && i + 4 < argc) { /* one shape: -1 M N K NT */
+            one.M = atoi(argv[i + 1]);
+            one.N = atoi(argv[i + 2]);
+            one.K = atoi(argv[i + 3]);
+            one.ta = argv[i + 4][0] == 'T';
+            one.tb = argv[i + 4][1] == 'T';
+            one.what = "custom";
+            i += 4;
         } else {
             fprintf(stderr, "usage: %s [-t threads] [-l level] [-s seconds] [-a] [-1 M N K NN]\n",
                     argv[0]);
@@ -153,6 +166,10 @@ int main(int argc, char **argv)
     }
     if (threads)
         st_set_threads(threads);
+    if (one.what) {
+        run(&one);
+        return 0;
+    }
     printf("SGEMM, kernel %s, %s\n", st_kernel_name(),
            threads ? "st_sgemm (threads set by -t)" : "st_sgemm_st (1 thread)");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)

@@ -340,6 +340,16 @@ def blas_libraries():
     return sorted(libs)
 
 
+def blas_info(torch):
+    """BLAS_INFO from torch's build configuration (mkl, open, generic = libblas.so.3, ...)."""
+    try:
+        import re
+        m = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+        return m.group(1) if m else None
+    except Exception:
+        return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -377,7 +387,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     out.update({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                "blas_libs": blas_libraries(),
+                "blas_libs": blas_libraries(), "blas_info": blas_info(torch),
                 "env": {k: os.environ[k] for k in sorted(os.environ)
                         if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOMP"))}})
     log(args, "torch %s, %d threads, BLAS etc.: %s" % (torch.__version__, out["threads"],

@@ -115,9 +115,10 @@ int cmd_featuremaps(int argc, char **argv)
     if (!m)
         return fail(1, "%s", err.msg);
     if (st_model_get_kind(m) != ST_MODEL_CNN) {
+        const char *kind = st_model_kind_name(st_model_get_kind(m));
         st_model_free(m);
         return fail(2, "featuremaps: %s holds a %s model; feature maps need the cnn", o.weights,
-                    st_model_kind_name(st_model_get_kind(m)));
+                    kind);
     }
     st_dataset test;
     if (load_data(&o, NULL, &test)) {

@@ -41,6 +41,10 @@ int cmd_predict(int argc, char **argv)
                            &o);
     if (rc)
         return rc;
+    /* One picture at a time: a batch-1 forward pass (about 1 ms) is too small to split across
+     * threads; waiting for threads would cost more than it saves. */
+    if (o.threads == 0)
+        st_set_threads(1);
     if (o.help) {
         fputs("usage: stride predict --weights FILE [options] IMAGE...\n\n"
               "Classifies pictures (PNG, JPEG, PGM/PPM, BMP; '-' reads standard input) with\n"

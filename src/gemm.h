@@ -36,8 +36,9 @@
 
 /* ---------------------------------------------------------------- public-in-library API */
 
-/* C = alpha * op(A) * op(B) + beta * C, parallelised with OpenMP over tiles of C when the problem
- * is big enough (with st_get_threads() threads; single-threaded inside an active parallel region). */
+/* C = alpha * op(A) * op(B) + beta * C, parallelised with OpenMP over tiles of C with up to
+ * st_get_threads() threads when the problem is big enough (about 2^17 multiply-adds per thread);
+ * single-threaded inside an active parallel region. */
 void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
@@ -93,13 +94,21 @@ typedef void (*st_gemm_ukr_fn)(int kc, const float *a, ptrdiff_t sa, const float
 typedef void (*st_gemm_dot_fn)(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
                                const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
 
+/* Packs B^T (B is N x K, rows ldb apart; here B points at row j0, column k0) into slivers of nr
+ * columns of op(B) = B^T: sliver s holds, for each k < kb, the nr values B[(s*nr + c)*ldb + k]
+ * (c < nr) contiguously, zero for columns past nb. Slivers follow each other (kb * nr floats).
+ * nr is a multiple of 8. */
+typedef void (*st_gemm_pack_bt_fn)(const float *B, ptrdiff_t ldb, int nb, int kb, int nr,
+                                   float *dst);
+
 typedef struct st_gemm_kernel {
     const char *name;
     int mr, nr;         /* micro-kernel tile */
     int mc;             /* M block, a multiple of mr, <= ST_GEMM_MC_MAX */
     int dot_mb, dot_nb; /* dot kernel's register block (for splitting work between threads) */
     st_gemm_ukr_fn ukr, ukr_rows;
-    st_gemm_dot_fn dot; /* NULL: the level has no dot kernel */
+    st_gemm_dot_fn dot;         /* NULL: the level has no dot kernel */
+    st_gemm_pack_bt_fn pack_bt; /* NULL: packed by portable C */
 } st_gemm_kernel;
 
 /* The kernel of a level (0, 1, 2). Levels not compiled in fall back to the portable kernel. */
@@ -112,6 +121,7 @@ void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrd
                       float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
                            float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_pack_bt_avx2(const float *B, ptrdiff_t ldb, int nb, int kb, int nr, float *dst);
 void st_gemm_dot_avx2(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
                       const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
 void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,

@@ -7,6 +7,8 @@
  *   st_gemm_ukr_avx2, st_gemm_ukr_rows_avx2
  *                     6 x 16 micro-kernels: 12 ymm accumulators, per k two 8-float loads of B
  *                     and six broadcasts of A (packed or A^T in place / rows of A in place).
+ *   st_gemm_pack_bt_avx2  packs B^T slivers through 8 x 8 register transposes (also used by the
+ *                     AVX-512 level).
  *   st_gemm_dot_avx2  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3 rows
  *                     of B, 12 ymm accumulators over K in steps of 8 (masked tail), then a fixed
  *                     horizontal-sum tree.
@@ -108,6 +110,60 @@ ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, 
 #undef UKR_ZERO
 #undef UKR_STORE
 #undef UKR_STORE_ALL
+
+/* ---------------------------------------------------------------- packing B^T */
+
+/* Transposes the 8 x 8 block r[0..7] in place: r[i][j] <- r[j][i]. */
+static inline __attribute__((always_inline)) ST_TARGET_AVX2 void transpose8x8(__m256 r[8])
+{
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* See st_gemm_pack_bt_fn: 8 rows of B x 8 k at a time through an 8 x 8 transpose. */
+ST_TARGET_AVX2 void st_gemm_pack_bt_avx2(const float *B, ptrdiff_t ldb, int nb, int kb, int nr,
+                                         float *dst)
+{
+    for (int s = 0; s < nb; s += nr, dst += (ptrdiff_t)kb * nr) {
+        for (int c0 = 0; c0 < nr; c0 += 8) {
+            const int cols = nb - s - c0; /* rows of B for this group of 8 columns */
+            const float *src = B + (ptrdiff_t)(s + c0) * ldb;
+            float *d = dst + c0;
+            if (cols >= 8) {
+                int k = 0;
+                for (; k + 8 <= kb; k += 8) {
+                    __m256 r[8];
+                    for (int t = 0; t < 8; t++)
+                        r[t] = _mm256_loadu_ps(src + t * ldb + k);
+                    transpose8x8(r);
+                    for (int t = 0; t < 8; t++)
+                        _mm256_storeu_ps(d + (ptrdiff_t)(k + t) * nr, r[t]);
+                }
+                for (; k < kb; k++)
+                    for (int t = 0; t < 8; t++)
+                        d[(ptrdiff_t)k * nr + t] = src[t * ldb + k];
+            } else {
+                for (int k = 0; k < kb; k++)
+                    for (int t = 0; t < 8; t++)
+                        d[(ptrdiff_t)k * nr + t] = t < cols ? src[t * ldb + k] : 0.0f;
+            }
+        }
+    }
+}
 
 /* ---------------------------------------------------------------- dot-product kernel */
 

@@ -80,9 +80,10 @@ static void problem_make(problem *p, int ta, int tb, int M, int N, int K, float 
     for (size_t i = 0; i < p->sizeB; i++)
         p->B[i] = integers ? (float)rnd_int(-4, 4) : rnd_unit();
     for (int i = 0; i < M; i++)
-        for (int j = 0; j < p->ldc; j++)
-            p->C0[(size_t)i * p->ldc + j] =
-                j >= N ? SENTINEL : beta == 0.0f ? NAN : integers ? (float)rnd_int(-8, 8) : rnd_unit();
+        for (int j = 0; j < p->ldc; j++) {
+            float c = integers ? (float)rnd_int(-8, 8) : rnd_unit();
+            p->C0[(size_t)i * p->ldc + j] = j >= N ? SENTINEL : beta == 0.0f ? NAN : c;
+        }
 }
 
 static void problem_free(problem *p)
@@ -237,6 +238,8 @@ static const int stride_shapes[][5] = {
     {16, 25, 784, 0, 1}, {32, 144, 196, 0, 1}, {64, 288, 49, 0, 1}, {16, 25, 16 * 784, 0, 1},
     /* conv input grad: W^T * dY */
     {25, 784, 16, 1, 0}, {144, 196, 32, 1, 0}, {288, 49, 64, 1, 0},
+    /* the same for a group of 4 images (conv.c's grouping of a batch of 64) */
+    {16, 4 * 784, 25, 0, 0}, {64, 288, 4 * 49, 0, 1}, {288, 4 * 49, 64, 1, 0},
     /* linear forward: in * W^T */
     {64, 128, 3136, 0, 1}, {64, 512, 784, 0, 1}, {64, 256, 512, 0, 1}, {64, 10, 256, 0, 1},
     {64, 10, 784, 0, 1},
