@@ -11,6 +11,9 @@
  * forces the portable / AVX2 / AVX-512 kernels; -a also runs big square sizes; -1 times one
  * shape. Each multiply-add counts as 2 flops; operands are warm in cache, as inside a layer.
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
 #include "gemm.h"
 #include "stride.h"
 

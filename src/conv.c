@@ -43,6 +43,17 @@ size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
     return per_thread * (size_t)nthreads + partial;
 }
 
+/* r[0..n) = src[0..n) inside [lo, hi), zero outside (rows are short: no library calls) */
+static inline void copy_row(float *restrict r, const float *restrict src, int lo, int hi, int n)
+{
+    for (int i = 0; i < lo; i++)
+        r[i] = 0.0f;
+    for (int i = lo; i < hi; i++)
+        r[i] = src[i];
+    for (int i = hi; i < n; i++)
+        r[i] = 0.0f;
+}
+
 /* col[(c*KH + kh)*KW + kw][j*P + oh*OW + ow] for image j of the group; ldc = G*P. */
 static void im2col(float *col, size_t ldc, const float *img, const st_conv_shape *s)
 {
@@ -56,7 +67,8 @@ static void im2col(float *col, size_t ldc, const float *img, const st_conv_shape
                     int ih = oh * s->stride - s->pad + kh;
                     float *r = row + (size_t)oh * s->OW;
                     if (ih < 0 || ih >= s->H) {
-                        memset(r, 0, sizeof(float) * (size_t)s->OW);
+                        for (int ow = 0; ow < s->OW; ow++)
+                            r[ow] = 0.0f;
                         continue;
                     }
                     const float *src = plane + (size_t)ih * s->W;
@@ -66,12 +78,7 @@ static void im2col(float *col, size_t ldc, const float *img, const st_conv_shape
                         int hi = s->W - iw0 < s->OW ? s->W - iw0 : s->OW;
                         if (hi < lo)
                             hi = lo;
-                        for (int ow = 0; ow < lo; ow++)
-                            r[ow] = 0.0f;
-                        if (hi > lo)
-                            memcpy(r + lo, src + lo + iw0, sizeof(float) * (size_t)(hi - lo));
-                        for (int ow = hi; ow < s->OW; ow++)
-                            r[ow] = 0.0f;
+                        copy_row(r, src + iw0, lo, hi, s->OW);
                     } else {
                         for (int ow = 0; ow < s->OW; ow++) {
                             int iw = ow * s->stride - s->pad + kw;
@@ -83,9 +90,36 @@ static void im2col(float *col, size_t ldc, const float *img, const st_conv_shape
             }
 }
 
+static void add_row(float *restrict dst, const float *restrict src, int n)
+{
+    for (int i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
 /* dimg += col2im(dcol) for one image; dimg must be zeroed by the caller. */
 static void col2im(float *dimg, const float *dcol, size_t ldc, const st_conv_shape *s)
 {
+    if (s->stride == 1) { /* each row of dcol adds to a contiguous run of an input row */
+        for (int c = 0; c < s->C; c++)
+            for (int kh = 0; kh < s->KH; kh++)
+                for (int kw = 0; kw < s->KW; kw++) {
+                    const float *row = dcol + ((size_t)(c * s->KH + kh) * s->KW + kw) * ldc;
+                    float *plane = dimg + (size_t)c * s->H * s->W;
+                    int iw0 = kw - s->pad; /* iw = ow + iw0 */
+                    int lo = iw0 < 0 ? -iw0 : 0;
+                    int hi = s->W - iw0 < s->OW ? s->W - iw0 : s->OW;
+                    if (hi <= lo)
+                        continue;
+                    for (int oh = 0; oh < s->OH; oh++) {
+                        int ih = oh - s->pad + kh;
+                        if (ih < 0 || ih >= s->H)
+                            continue;
+                        add_row(plane + (size_t)ih * s->W + lo + iw0, row + (size_t)oh * s->OW + lo,
+                                hi - lo);
+                    }
+                }
+        return;
+    }
     for (int c = 0; c < s->C; c++)
         for (int kh = 0; kh < s->KH; kh++)
             for (int kw = 0; kw < s->KW; kw++) {

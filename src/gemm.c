@@ -5,28 +5,35 @@
  *
  *   for jc over N in steps of NC              (B panel)
  *     for pc over K in steps of kc            (K block: kc <= KC_MAX, fixed by K alone)
- *       pack op(B)[pc.., jc..] into NR-column slivers (or read B in place, see below)
+ *       pack op(B)[pc.., jc..] into NR-column slivers, or read B in place (see below)
  *       for ic over M in steps of MC          (A block)
- *         pack op(A)[ic.., pc..] into MR-row slivers
+ *         pack op(A)[ic.., pc..] into MR-row slivers, or read A in place (see below)
  *         for jr over the panel in NR steps, for ir over the block in MR steps:
  *           micro-kernel: MR x NR tile of C, one FMA chain per element over the K block,
  *           then C = alpha*acc + beta*C (beta for the first K block, 1 for the others)
  *
  * Each element of C therefore sees the same sequence of operations whatever tile, thread or
  * block it falls in: the sequence depends only on K (through kc) and the kernel level. Tiles at
- * the edges of C are computed into a local MR x NR tile by the same micro-kernel and copied, so
- * they round exactly like interior tiles. That is what makes the result independent of the
- * number of threads, which only decides how the tiles of C are shared out.
+ * the edges of C are computed into a local MR x NR tile by the same micro-kernel and combined
+ * with C by the same operation as its epilogue, so they round exactly like interior tiles. That
+ * is what makes the result independent of the number of threads, which only decides how the
+ * tiles of C are shared out.
  *
- * When B is not transposed its rows already hold NR contiguous columns, so small problems read B
- * in place (row stride ldb) instead of packing it; only a partial last sliver is packed. When
- * A is not transposed and B is (both contiguous along K) and K is long, a dot-product kernel with
- * no packing at all is used instead (see st_gemm_dot_fn). The choice between the two depends on
- * the shape only, never on the thread count.
+ * Packing only changes where the micro-kernel reads its operands, never the arithmetic, so it is
+ * chosen for speed alone: rows of A are read in place through MR row pointers (packing them
+ * would be a transpose); A^T is packed (a contiguous copy) when many B slivers reuse it; rows of
+ * B already hold NR contiguous columns and are read in place while M is small, packed when many
+ * A slivers reuse them; B^T is always packed (transposed). Partial slivers at the edges are
+ * always packed, zero-padded, so that the micro-kernels never read outside the matrices.
+ *
+ * When A is not transposed and B is (both contiguous along K), K >= 128 and M or N is small, a
+ * dot-product kernel with no packing at all is used instead (see st_gemm_dot_fn); it sums in a
+ * different order, so the choice depends on the shape only, never on the thread count.
  */
 #include "gemm.h"
 #include "internal.h"
 
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -91,6 +98,7 @@ static const st_gemm_kernel kernel_avx2 = {.name = "avx2",
                                            .dot_nb = 3,
                                            .ukr = st_gemm_ukr_avx2,
                                            .ukr_rows = st_gemm_ukr_rows_avx2,
+                                           .fused = 1,
                                            .dot = st_gemm_dot_avx2,
                                            .pack_bt = st_gemm_pack_bt_avx2};
 static const st_gemm_kernel kernel_avx512 = {.name = "avx512",
@@ -101,6 +109,7 @@ static const st_gemm_kernel kernel_avx512 = {.name = "avx512",
                                              .dot_nb = 3,
                                              .ukr = st_gemm_ukr_avx512,
                                              .ukr_rows = st_gemm_ukr_rows_avx512,
+                                             .fused = 1,
                                              .dot = st_gemm_dot_avx512,
                                              .pack_bt = st_gemm_pack_bt_avx2};
 #endif
@@ -298,7 +307,10 @@ static void pack_b(const gemm_plan *p, int j0, int nb, int k0, int kb, float *ds
 
 /* ---------------------------------------------------------------- single-threaded core */
 
-/* One tile of C through a micro-kernel; partial tiles go through a local full-size tile. */
+/* One tile of C through a micro-kernel. A partial tile is computed whole into a local tile with
+ * beta = 0 (tile = alpha * acc, C not read) and its m x n part combined with C here exactly as
+ * the micro-kernel's epilogue would: fma(beta, c, t) (or beta * c + t for the portable kernel;
+ * for beta == 1 both are c + t). So edge elements round exactly like interior ones. */
 static void run_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const float *a,
                      ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc, int m,
                      int n, float alpha, float beta)
@@ -307,15 +319,24 @@ static void run_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const
         ukr(kc, a, sa, b, rsb, c, ldc, alpha, beta);
         return;
     }
-    /* Only the m x n part of the tile is meaningful; the rest is computed and discarded. */
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     const int nr = kr->nr;
-    if (beta != 0.0f)
-        for (int i = 0; i < m; i++)
-            memcpy(tile + i * nr, c + i * ldc, sizeof(float) * (size_t)n);
-    ukr(kc, a, sa, b, rsb, tile, nr, alpha, beta);
-    for (int i = 0; i < m; i++)
-        memcpy(c + i * ldc, tile + i * nr, sizeof(float) * (size_t)n);
+    ukr(kc, a, sa, b, rsb, tile, nr, alpha, 0.0f);
+    for (int i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        const float *ti = tile + i * nr;
+        if (beta == 0.0f)
+            memcpy(ci, ti, sizeof(float) * (size_t)n);
+        else if (beta == 1.0f)
+            for (int j = 0; j < n; j++)
+                ci[j] = ci[j] + ti[j];
+        else if (kr->fused)
+            for (int j = 0; j < n; j++)
+                ci[j] = fmaf(beta, ci[j], ti[j]);
+        else
+            for (int j = 0; j < n; j++)
+                ci[j] = beta * ci[j] + ti[j];
+    }
 }
 
 /* Blocked path for the sub-block C[i0..i1, j0..j1) (all of K). */

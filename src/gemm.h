@@ -18,16 +18,20 @@
  * of threads, and st_sgemm and st_sgemm_st give bit-identical results. Different kernel levels
  * (avx512 / avx2 / portable) differ by float rounding only.
  *
- * Memory: no allocation. Packing buffers are fixed-size static _Thread_local arrays (about 360 KiB
+ * Memory: no allocation. Packing buffers are fixed-size static _Thread_local arrays (about 350 KiB
  * per thread that calls a GEMM; glibc carves static TLS out of each thread's stack, so threads
  * created with stacks under ~1 MiB should not call these functions).
  *
- * Implementation (gemm.c, gemm_avx2.c, gemm_avx512.c): Goto/BLIS-style blocking. op(A) is packed
- * into MR-row slivers, op(B) into NR-column slivers (or, when B is not transposed, read in place
- * with its own row stride), and a register-blocked micro-kernel (AVX-512 8x32, AVX2+FMA 6x16,
- * portable C 4x16) computes MR x NR tiles; edge tiles go through a small local tile so every
- * element follows the same instruction sequence. When both operands are contiguous along K
- * (transa == 0, transb != 0) and K is long, a dot-product kernel that needs no packing is used.
+ * Implementation (gemm.c, gemm_avx2.c, gemm_avx512.c): Goto/BLIS-style blocking. K is cut into
+ * equal blocks of at most 256 (a function of K alone); a register-blocked micro-kernel (AVX-512
+ * 8x32, AVX2+FMA 6x16, portable C 4x16) computes MR x NR tiles of C with one FMA chain per element
+ * over each K block. Operands are read in place where their layout allows it (rows of A through MR
+ * row pointers; rows of B, which hold NR contiguous columns per k, when M is small) and packed
+ * into contiguous slivers otherwise (A^T when many B slivers reuse it, B when M is large, B^T
+ * always, and zero-padded partial slivers at the edges). Edge tiles go through a local tile, so
+ * every element sees the same instruction sequence wherever it lies. When both operands are
+ * contiguous along K (transa == 0, transb != 0), K >= 128 and M or N <= 32, a dot-product kernel
+ * with no packing at all is used instead.
  */
 #ifndef STRIDE_GEMM_H
 #define STRIDE_GEMM_H
@@ -47,7 +51,8 @@ void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
 void st_sgemm_st(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
-/* The reference: a naive triple loop accumulating in double, rounded once to float. Slow. */
+/* The reference: a naive triple loop accumulating in double, rounded once to float; same
+ * conventions (beta == 0: C not read; alpha == 0: A and B not read). Slow; for tests. */
 void st_sgemm_ref(int transa, int transb, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
@@ -107,6 +112,7 @@ typedef struct st_gemm_kernel {
     int mc;             /* M block, a multiple of mr, <= ST_GEMM_MC_MAX */
     int dot_mb, dot_nb; /* dot kernel's register block (for splitting work between threads) */
     st_gemm_ukr_fn ukr, ukr_rows;
+    int fused;          /* epilogue fma(beta, c, t) (else beta * c + t, unfused) */
     st_gemm_dot_fn dot;         /* NULL: the level has no dot kernel */
     st_gemm_pack_bt_fn pack_bt; /* NULL: packed by portable C */
 } st_gemm_kernel;

@@ -268,4 +268,6 @@ ST_TARGET_AVX2 void st_gemm_dot_avx2(int m, int n, int K, float alpha, const flo
 
 #undef DOT_CASE
 
+#else
+typedef int st_gemm_avx2_unused; /* not x86: nothing here (ISO C wants a declaration) */
 #endif

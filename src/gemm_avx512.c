@@ -18,6 +18,8 @@
 
 #include <immintrin.h>
 
+/* Overridable so that the kernels' logic can be checked on a CPU without AVX-512, by compiling
+ * this file against a header that emulates the _mm512 intrinsics in plain C. */
 #ifndef ST_TARGET_AVX512
 #define ST_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
@@ -216,4 +218,6 @@ ST_TARGET_AVX512 void st_gemm_dot_avx512(int m, int n, int K, float alpha, const
 
 #undef DOT_CASE
 
+#else
+typedef int st_gemm_avx512_unused; /* not x86: nothing here (ISO C wants a declaration) */
 #endif

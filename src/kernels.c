@@ -64,27 +64,86 @@ static int nthreads(void)
 
 /* ------------------------------------------------------------------------------ batch norm */
 
-/* Same arithmetic as the reference kernels, one channel per task. */
+/* Sums of one channel over the batch in double, in 8 interleaved lanes added in a fixed order:
+ * vectorisable, and the same whatever the number of threads. */
+static double sum_lanes(const double *acc)
+{
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static void chan_sum(double *restrict acc, const float *restrict x, int HW)
+{
+    int k = 0;
+    for (; k + 8 <= HW; k += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[k + j];
+    for (; k < HW; k++)
+        acc[k & 7] += x[k];
+}
+
+static void chan_sq(double *restrict acc, const float *restrict x, double mean, int HW)
+{
+    int k = 0;
+    for (; k + 8 <= HW; k += 8)
+        for (int j = 0; j < 8; j++) {
+            double d = x[k + j] - mean;
+            acc[j] += d * d;
+        }
+    for (; k < HW; k++) {
+        double d = x[k] - mean;
+        acc[k & 7] += d * d;
+    }
+}
+
+static void chan_affine(float *restrict y, const float *restrict x, float mean, float invstd,
+                        float g, float b, int HW)
+{
+    for (int k = 0; k < HW; k++)
+        y[k] = (x[k] - mean) * invstd * g + b;
+}
+
+/* sum of dy and of dy * xhat */
+static void chan_dsums(double *restrict a1, double *restrict a2, const float *restrict x,
+                       const float *restrict dy, float mean, float invstd, int HW)
+{
+    int k = 0;
+    for (; k + 8 <= HW; k += 8)
+        for (int j = 0; j < 8; j++) {
+            double xhat = (double)(x[k + j] - mean) * invstd;
+            a1[j] += dy[k + j];
+            a2[j] += dy[k + j] * xhat;
+        }
+    for (; k < HW; k++) {
+        double xhat = (double)(x[k] - mean) * invstd;
+        a1[k & 7] += dy[k];
+        a2[k & 7] += dy[k] * xhat;
+    }
+}
+
+static void chan_dx(float *restrict dx, const float *restrict x, const float *restrict dy,
+                    float mean, float invstd, double mdy, double mdyx, double scale, int HW)
+{
+    for (int k = 0; k < HW; k++) {
+        double xhat = (double)(x[k] - mean) * invstd;
+        dx[k] = (float)((dy[k] - mdy - xhat * mdyx) * scale);
+    }
+}
+
+/* The reference kernels' arithmetic, one channel per task. */
 static void bn_train_forward(st_layer *l, const float *in, int n)
 {
     int C = l->in_c, HW = l->in_h * l->in_w;
     size_t M = (size_t)n * HW;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
-        double sum = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *x = in + ((size_t)i * C + c) * HW;
-            for (int k = 0; k < HW; k++)
-                sum += x[k];
-        }
-        double mean = sum / (double)M, ss = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *x = in + ((size_t)i * C + c) * HW;
-            for (int k = 0; k < HW; k++) {
-                double d = x[k] - mean;
-                ss += d * d;
-            }
-        }
+        double acc[8] = {0};
+        for (int i = 0; i < n; i++)
+            chan_sum(acc, in + ((size_t)i * C + c) * HW, HW);
+        double mean = sum_lanes(acc) / (double)M;
+        double acc2[8] = {0};
+        for (int i = 0; i < n; i++)
+            chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
+        double ss = sum_lanes(acc2);
         double var = ss / (double)M;
         float invstd = (float)(1.0 / sqrt(var + ST_BN_EPS)), fmean = (float)mean;
         l->save_mean[c] = fmean;
@@ -94,13 +153,9 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
             (float)((1.0 - ST_BN_MOMENTUM) * l->running_mean[c] + ST_BN_MOMENTUM * mean);
         l->running_var[c] =
             (float)((1.0 - ST_BN_MOMENTUM) * l->running_var[c] + ST_BN_MOMENTUM * unbiased);
-        float g = l->w[c], b = l->b[c];
-        for (int i = 0; i < n; i++) {
-            const float *x = in + ((size_t)i * C + c) * HW;
-            float *y = l->out + ((size_t)i * C + c) * HW;
-            for (int k = 0; k < HW; k++)
-                y[k] = (x[k] - fmean) * invstd * g + b;
-        }
+        for (int i = 0; i < n; i++)
+            chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW, fmean,
+                        invstd, l->w[c], l->b[c], HW);
     }
     l->num_batches_tracked++;
 }
@@ -112,11 +167,8 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
     for (int i = 0; i < n; i++)
         for (int c = 0; c < C; c++) {
             float invstd = 1.0f / sqrtf(l->running_var[c] + ST_BN_EPS);
-            float mean = l->running_mean[c], g = l->w[c], b = l->b[c];
-            const float *x = in + ((size_t)i * C + c) * HW;
-            float *y = l->out + ((size_t)i * C + c) * HW;
-            for (int k = 0; k < HW; k++)
-                y[k] = (x[k] - mean) * invstd * g + b;
+            chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
+                        l->running_mean[c], invstd, l->w[c], l->b[c], HW);
         }
 }
 
@@ -126,17 +178,12 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
     size_t M = (size_t)n * HW;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        double a1[8] = {0}, a2[8] = {0};
         float mean = l->save_mean[c], invstd = l->save_invstd[c];
-        for (int i = 0; i < n; i++) {
-            const float *x = in + ((size_t)i * C + c) * HW;
-            const float *dy = dout + ((size_t)i * C + c) * HW;
-            for (int k = 0; k < HW; k++) {
-                double xhat = (double)(x[k] - mean) * invstd;
-                sum_dy += dy[k];
-                sum_dy_xhat += dy[k] * xhat;
-            }
-        }
+        for (int i = 0; i < n; i++)
+            chan_dsums(a1, a2, in + ((size_t)i * C + c) * HW, dout + ((size_t)i * C + c) * HW,
+                       mean, invstd, HW);
+        double sum_dy = sum_lanes(a1), sum_dy_xhat = sum_lanes(a2);
         l->db[c] += (float)sum_dy;
         l->dw[c] += (float)sum_dy_xhat;
         if (!dinp)
@@ -144,18 +191,37 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         double mdy = sum_dy / (double)M, mdyx = sum_dy_xhat / (double)M;
         double scale = (double)invstd * l->w[c];
         for (int i = 0; i < n; i++) {
-            const float *x = in + ((size_t)i * C + c) * HW;
-            const float *dy = dout + ((size_t)i * C + c) * HW;
-            float *dx = dinp + ((size_t)i * C + c) * HW;
-            for (int k = 0; k < HW; k++) {
-                double xhat = (double)(x[k] - mean) * invstd;
-                dx[k] = (float)((dy[k] - mdy - xhat * mdyx) * scale);
-            }
+            size_t off = ((size_t)i * C + c) * HW;
+            chan_dx(dinp + off, in + off, dout + off, mean, invstd, mdy, mdyx, scale, HW);
         }
     }
 }
 
 /* ------------------------------------------------------------------------------ max pool */
+
+/* 2x2, stride 2, one plane, without branches: the first maximum wins (PyTorch's rule) and a NaN
+ * wins over everything after it. */
+static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const float *restrict x,
+                             int W, int OH, int OW)
+{
+    for (int oh = 0; oh < OH; oh++) {
+        const float *r0 = x + (size_t)2 * oh * W, *r1 = r0 + W;
+        for (int ow = 0; ow < OW; ow++) {
+            float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            int base = 2 * oh * W + 2 * ow;
+            float m = a;
+            int k = base;
+            int t = (b > m || b != b) && m == m;
+            m = t ? b : m, k = t ? base + 1 : k;
+            t = (c > m || c != c) && m == m;
+            m = t ? c : m, k = t ? base + W : k;
+            t = (d > m || d != d) && m == m;
+            m = t ? d : m, k = t ? base + W + 1 : k;
+            y[oh * OW + ow] = m;
+            am[oh * OW + ow] = k;
+        }
+    }
+}
 
 static void maxpool_forward(st_layer *l, const float *in, int n)
 {
@@ -166,22 +232,9 @@ static void maxpool_forward(st_layer *l, const float *in, int n)
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(nthreads()) if (planes > 8)
-    for (int p = 0; p < planes; p++) {
-        const float *x = in + (size_t)p * H * W;
-        float *y = l->out + (size_t)p * OH * OW;
-        int32_t *am = l->argmax + (size_t)p * OH * OW;
-        for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++) {
-                int i0 = 2 * oh * W + 2 * ow, idx[4] = {i0, i0 + 1, i0 + W, i0 + W + 1};
-                int best = i0;
-                float mx = x[i0];
-                for (int k = 1; k < 4; k++) /* first maximum wins; NaN propagates */
-                    if (!isnan(mx) && (x[idx[k]] > mx || isnan(x[idx[k]])))
-                        mx = x[idx[k]], best = idx[k];
-                y[oh * OW + ow] = mx;
-                am[oh * OW + ow] = best;
-            }
-    }
+    for (int p = 0; p < planes; p++)
+        maxpool2x2_plane(l->out + (size_t)p * OH * OW, l->argmax + (size_t)p * OH * OW,
+                         in + (size_t)p * H * W, W, OH, OW);
 }
 
 static void maxpool_backward(st_layer *l, const float *dout, float *dinp, int n)
@@ -222,18 +275,66 @@ static void linear_backward(st_layer *l, const float *in, const float *dout, flo
 
 /* ------------------------------------------------------------------------------ dispatch */
 
+/* Element-wise loops are written without branches on the data (a branch on the sign of random
+ * values mispredicts half the time) and with restrict pointers, so that they vectorise. They run
+ * in chunks of CHUNK elements, a fixed split whatever the number of threads. */
+#define CHUNK 32768
+
+static void relu_chunk(float *restrict out, const float *restrict in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] > 0.0f ? in[i] : (in[i] != in[i] ? in[i] : 0.0f); /* NaN stays NaN */
+}
+
+static void relu_backward_chunk(float *restrict dinp, const float *restrict dout,
+                                const float *restrict out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = dout[i]; /* loaded unconditionally, so the select needs no branch */
+        dinp[i] = out[i] > 0.0f ? d : 0.0f;
+    }
+}
+
 static void relu_forward(float *out, const float *in, size_t total)
 {
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (total > 65536)
-    for (size_t i = 0; i < total; i++)
-        out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+    long nc = (long)((total + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static) num_threads(nthreads()) if (nc > 2)
+    for (long c = 0; c < nc; c++) {
+        size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
+        relu_chunk(out + lo, in + lo, n);
+    }
 }
 
 static void relu_backward(float *dinp, const float *dout, const float *out, size_t total)
 {
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (total > 65536)
-    for (size_t i = 0; i < total; i++)
-        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    long nc = (long)((total + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static) num_threads(nthreads()) if (nc > 2)
+    for (long c = 0; c < nc; c++) {
+        size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
+        relu_backward_chunk(dinp + lo, dout + lo, out + lo, n);
+    }
+}
+
+/* Same masks as dropout_forward_ref: element i is dropped when the top 24 bits of the i-th draw,
+ * as a fraction of 2^24, are below p; compared as integers, without a branch. */
+static void dropout_forward(float *restrict out, float *restrict mask, const float *restrict in,
+                            size_t n, float p, st_rng *rng)
+{
+    uint64_t threshold = (uint64_t)ceil((double)p * 16777216.0);
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = st_rng_next_inline(rng) >> 40;
+        float k = r < threshold ? 0.0f : scale;
+        mask[i] = k;
+        out[i] = in[i] * k;
+    }
+}
+
+static void mul_chunk(float *restrict out, const float *restrict a, const float *restrict b,
+                      size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] * b[i];
 }
 
 void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
@@ -281,7 +382,8 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
         break;
     case ST_L_DROPOUT:
         if (m->training && m->dropout_enabled)
-            dropout_forward_ref(l->out, l->mask, in, total, l->drop.p, &m->rng);
+            (ref ? dropout_forward_ref : dropout_forward)(l->out, l->mask, in, total, l->drop.p,
+                                                          &m->rng);
         else {
             memcpy(l->out, in, total * sizeof(float));
             for (size_t i = 0; i < total; i++)
@@ -341,7 +443,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
         break;
     case ST_L_DROPOUT:
         if (dinp)
-            dropout_backward_ref(dinp, dout, l->mask, total);
+            mul_chunk(dinp, dout, l->mask, total);
         break;
     case ST_L_LINEAR:
         if (ref)

@@ -444,7 +444,7 @@ static int parse_entry(const st_json *e, st_sf_tensor *t, int64_t *dims, uint64_
     for (int d = 0; d < t->ndim; d++) {
         char what[32];
         snprintf(what, sizeof what, "shape[%d]", d);
-        uint64_t size;
+        uint64_t size = 0;
         if (get_uint(sh->items[d], qn, what, &size, err) != 0)
             return -1;
         dims[d] = (int64_t)size;

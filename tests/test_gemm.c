@@ -2,10 +2,10 @@
  * kernel level this CPU supports, plus determinism across thread counts and the CPU dispatch API.
  *
  * Two kinds of comparison:
- *  - exact: entries are small integers (|a|, |b| <= 4, K <= 3136, so every partial sum is an
- *    integer below 2^24) and alpha, beta are in {1, 0, 0.5, -0.5}; every float operation is then
- *    exact whatever the summation order, so the result must equal the reference bit for bit. Any
- *    missing, repeated or misplaced term is caught.
+ *  - exact: entries are small integers (|a|, |b| <= 4, K <= 12544, so every partial sum is an
+ *    integer below 16 K < 2^18) and alpha, beta are in {1, 0, 0.5, -0.5}; every float operation is
+ *    then exact whatever the summation order, so the result must equal the reference bit for
+ *    bit. Any missing, repeated or misplaced term is caught.
  *  - rounding: entries uniform in [-1, 1]. For any order of summation, a float32 result of
  *    K products plus the alpha/beta step is within gamma(K+2) * S of the exact value (Higham,
  *    "Accuracy and Stability of Numerical Algorithms", 3.1), where u = 2^-24,
@@ -13,6 +13,9 @@
  *    accumulates in double and rounds once (error <= u * S). Tolerance: (gamma(K+2) + 2u) * S
  *    + 1e-30.
  * Matrices have leading dimensions larger than needed; the padding of C must stay untouched.
+ * Every kernel level the CPU supports is tested (forced with st_cpu_force_level). Determinism:
+ * st_sgemm with 1, 2 and 3 threads and st_sgemm_st (also called from two threads at once) must
+ * agree bit for bit, and so must a corner of C computed alone and the same corner of a larger C.
  */
 #include "check.h"
 #include "gemm.h"
@@ -414,6 +417,41 @@ static void test_threads_deterministic(void)
     st_cpu_force_level(-1);
 }
 
+/* A row (column) of C does not depend on how many rows (columns) C has: edge tiles round exactly
+ * like interior ones. Shapes that keep the blocked path (not NT with long K). */
+static void test_edges_round_like_interior(void)
+{
+    static const int trans[][2] = {{0, 0}, {1, 0}, {1, 1}};
+    for (int level = 0; level <= st_cpu_max_level(); level++) {
+        st_cpu_force_level(level);
+        for (int t = 0; t < 3; t++) {
+            const int ta = trans[t][0], tb = trans[t][1];
+            problem p; /* the big problem: 37 x 45, K = 300 (two K blocks) */
+            problem_make(&p, ta, tb, 37, 45, 300, -1.3f, 0.7f, 0);
+            float *Cbig = malloc(sizeof(float) * p.sizeC);
+            run_gemm(st_sgemm_st, &p, Cbig);
+            int bad = 0;
+            for (int M = 1; M <= 13; M += 4)
+                for (int N = 1; N <= 40; N += 13) {
+                    /* the top-left M x N corner of the same problem */
+                    float *C = malloc(sizeof(float) * p.sizeC);
+                    memcpy(C, p.C0, sizeof(float) * p.sizeC);
+                    st_sgemm_st(ta, tb, M, N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, C,
+                                p.ldc);
+                    for (int i = 0; i < M; i++)
+                        bad += memcmp(C + (size_t)i * p.ldc, Cbig + (size_t)i * p.ldc,
+                                      sizeof(float) * (size_t)N) != 0;
+                    free(C);
+                }
+            CHECKF(bad == 0, "%s ta=%d tb=%d: %d rows of a corner differ from the full product",
+                   st_kernel_name(), ta, tb, bad);
+            free(Cbig);
+            problem_free(&p);
+        }
+    }
+    st_cpu_force_level(-1);
+}
+
 static void test_cpu_api(void)
 {
     int max = st_cpu_max_level();
@@ -463,5 +501,6 @@ int main(void)
     RUN(test_beta0_ignores_nan);
     RUN(test_alpha0_and_k0);
     RUN(test_threads_deterministic);
+    RUN(test_edges_round_like_interior);
     return CHECK_DONE();
 }
