@@ -322,6 +322,13 @@ static void dropout_forward(float *restrict out, float *restrict mask, const flo
 {
     uint64_t threshold = (uint64_t)ceil((double)p * 16777216.0);
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    if (!(p > 0.0f)) { /* as the reference: no draws, identity */
+        for (size_t i = 0; i < n; i++) {
+            mask[i] = scale;
+            out[i] = in[i] * scale;
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t r = st_rng_next_inline(rng) >> 40;
         float k = r < threshold ? 0.0f : scale;

@@ -196,7 +196,7 @@ void dropout_forward_ref(float *out, float *mask, const float *inp, size_t n, fl
 {
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     for (size_t i = 0; i < n; i++) {
-        mask[i] = st_rng_uniform(rng) < p ? 0.0f : scale;
+        mask[i] = (p > 0.0f && st_rng_uniform(rng) < p) ? 0.0f : scale;
         out[i] = inp[i] * mask[i];
     }
 }

@@ -179,6 +179,35 @@ static void test_models_fast_vs_ref(void)
     model_fast_vs_ref(ST_MODEL_MLP);
 }
 
+/* The fast dropout draws exactly the masks of the reference. */
+static void test_dropout_masks_match(void)
+{
+    st_error err;
+    int N = 9;
+    st_model *a = st_model_create(ST_MODEL_CNN, N, 11, &err), *b = st_model_create(ST_MODEL_CNN, N, 11, &err);
+    st_model_use_reference(a, 1);
+    float *x = malloc((size_t)N * 784 * 4);
+    st_rng r;
+    st_rng_seed(&r, 4);
+    for (int i = 0; i < N * 784; i++)
+        x[i] = st_rng_uniform(&r);
+    CHECK(st_model_forward(a, x, N, NULL, &err) == 0 && st_model_forward(b, x, N, NULL, &err) == 0);
+    int compared = 0;
+    for (int i = 0; i < a->nlayers; i++)
+        if (a->layers[i].kind == ST_L_DROPOUT) {
+            size_t n = (size_t)N * a->layers[i].out_size, dropped = 0;
+            CHECKF(memcmp(a->layers[i].mask, b->layers[i].mask, n * 4) == 0, "%s masks differ",
+                   a->layers[i].name);
+            for (size_t k = 0; k < n; k++)
+                dropped += a->layers[i].mask[k] == 0.0f;
+            printf("    %s: %zu of %zu dropped, same masks\n", a->layers[i].name, dropped, n);
+            compared++;
+        }
+    CHECK(compared == 2);
+    free(x);
+    st_model_free(a), st_model_free(b);
+}
+
 /* Trains the CNN (dropout on) for a few steps with a given thread count; returns its params. */
 static float *train_with_threads(int threads, size_t *n)
 {
@@ -231,6 +260,7 @@ int main(void)
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
     RUN(test_models_fast_vs_ref);
+    RUN(test_dropout_masks_match);
     RUN(test_threads_bit_identical);
     return CHECK_DONE();
 }
