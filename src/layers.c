@@ -262,6 +262,23 @@ float cross_entropy_ref(float *dlogits, const float *logits, const uint8_t *labe
     return (float)(total / N);
 }
 
+/* The element-wise update, with restrict pointers so that it vectorises, compiled for AVX2 and
+ * for the baseline and chosen at run time (vector sqrt and division round exactly as scalar ones:
+ * the results are the same). */
+__attribute__((target_clones("avx2", "default"))) static void
+adam_elements(float *restrict param, const float *restrict grad, float *restrict m,
+              float *restrict v, size_t n, float step_size, float bc2_sqrt, float b1, float b2,
+              float one_b1, float one_b2, float feps)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i];
+        m[i] = m[i] * b1 + g * one_b1;
+        v[i] = v[i] * b2 + one_b2 * g * g;
+        float denom = sqrtf(v[i]) / bc2_sqrt + feps;
+        param[i] += -step_size * (m[i] / denom);
+    }
+}
+
 void adam_update_ref(float *param, const float *grad, float *m, float *v, size_t n, double lr,
                      double beta1, double beta2, double eps, int64_t step)
 {
@@ -273,13 +290,7 @@ void adam_update_ref(float *param, const float *grad, float *m, float *v, size_t
     float bc2_sqrt = (float)sqrt(bc2);
     float b1 = (float)beta1, b2 = (float)beta2;
     float one_b1 = (float)(1.0 - beta1), one_b2 = (float)(1.0 - beta2), feps = (float)eps;
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i];
-        m[i] = m[i] * b1 + g * one_b1;
-        v[i] = v[i] * b2 + one_b2 * g * g;
-        float denom = sqrtf(v[i]) / bc2_sqrt + feps;
-        param[i] += -step_size * (m[i] / denom);
-    }
+    adam_elements(param, grad, m, v, n, step_size, bc2_sqrt, b1, b2, one_b1, one_b2, feps);
 }
 
 void sgd_update_ref(float *param, const float *grad, float *buf, size_t n, double lr,
