@@ -115,6 +115,9 @@ int cmd_run(int argc, char **argv)
     if (prepare_out_dir(out))
         return 1;
     install_stop_handlers();
+    printf("Stride %s: the FashionMNIST CNN tutorial (%d epochs per model, output in %s)\n\n",
+           STRIDE_VERSION, o.epochs, out);
+    fflush(stdout);
     st_dataset train, test;
     if (load_data(&o, &train, &test))
         return 1;
@@ -141,22 +144,42 @@ int cmd_run(int argc, char **argv)
     static st_train_state states[3];
     st_optim_config cfg = st_adam_config(o.lr);
     st_error err;
-    for (int i = 0; i < 3; i++) {
-        models[i] = st_model_create(kinds[i], o.batch, o.seed + (uint64_t)i, &err);
-        if (!models[i]) {
-            rc = fail(1, "%s", err.msg);
-            goto done;
-        }
-        opts[i] = st_optim_create(models[i], &cfg, &err);
-        if (!opts[i]) {
-            rc = fail(1, "%s", err.msg);
-            goto done;
-        }
-        init_train_state(&states[i], &o);
-        recs[i].kind = kinds[i];
-        recs[i].label = labels[i];
-        recs[i].params = st_model_num_params(models[i]);
-    }
+    /* One model at a time is alive (created, trained, evaluated, saved, freed), which keeps the
+     * peak memory to the data and one model. */
+    char saved[3][4096];
+#define CREATE(i)                                                                                 \
+    do {                                                                                          \
+        models[i] = st_model_create(kinds[i], o.batch, o.seed + (uint64_t)(i), &err);             \
+        opts[i] = models[i] ? st_optim_create(models[i], &cfg, &err) : NULL;                     \
+        if (!opts[i]) {                                                                           \
+            rc = fail(1, "%s", err.msg);                                                          \
+            goto done;                                                                            \
+        }                                                                                         \
+        init_train_state(&states[i], &o);                                                         \
+        recs[i].kind = kinds[i];                                                                  \
+        recs[i].label = labels[i];                                                                \
+        recs[i].params = st_model_num_params(models[i]);                                          \
+    } while (0)
+#define FINISH(i)                                                                                 \
+    do {                                                                                          \
+        if (st_evaluate(models[i], &test, o.batch, &recs[i].eval, NULL, &err) != 0) {             \
+            rc = fail(1, "%s", err.msg);                                                          \
+            goto done;                                                                            \
+        }                                                                                         \
+        recs[i].evaluated = 1;                                                                    \
+        char name_[64];                                                                           \
+        snprintf(name_, sizeof name_, "%s.safetensors", st_model_kind_name(kinds[i]));            \
+        join(saved[i], sizeof saved[i], out, name_);                                              \
+        if (st_model_save(models[i], saved[i], &err) != 0) {                                      \
+            rc = fail(1, "%s", err.msg);                                                          \
+            goto done;                                                                            \
+        }                                                                                         \
+        st_optim_free(opts[i]);                                                                   \
+        st_model_free(models[i]);                                                                 \
+        opts[i] = NULL;                                                                           \
+        models[i] = NULL;                                                                         \
+    } while (0)
+    CREATE(2);
     st_model *cnn = models[2];
     print_structure(cnn);
     print_block_params(cnn);
@@ -180,27 +203,23 @@ int cmd_run(int argc, char **argv)
         if ((rc = draw_featuremaps(cnn, &test, 0, path, o.format, 1)) != 0)
             goto done;
     }
+    FINISH(2);
 
     /* 6. the fully-connected nets */
     printf("\n== FC nets (same settings) ==\n");
     for (int i = 0; i < 2; i++) {
         printf("%s training...\n", labels[i]);
+        CREATE(i);
         if ((rc = train_model(models[i], opts[i], &train, &recs[i], &states[i], "  ", NULL,
                               o.quiet)) != 0)
             goto done;
         printf("  done - final cost: %.6f\n", recs[i].costs[recs[i].epochs - 1]);
+        FINISH(i);
     }
     printf("\nFC 1-Layer / FC Multi-Layer / CNN training done.\n");
 
     /* 7. evaluation */
     printf("\n== Test evaluation ==\n");
-    for (int i = 0; i < 3; i++) {
-        if (st_evaluate(models[i], &test, o.batch, &recs[i].eval, NULL, &err) != 0) {
-            rc = fail(1, "%s", err.msg);
-            goto done;
-        }
-        recs[i].evaluated = 1;
-    }
     print_eval("CNN", &recs[2].eval, 0);
 
     /* 8. comparison */
@@ -230,16 +249,8 @@ int cmd_run(int argc, char **argv)
 
     /* 9. files */
     printf("\n== Files ==\n");
-    for (int i = 0; i < 3; i++) {
-        char path[4096], name[64];
-        snprintf(name, sizeof name, "%s.safetensors", st_model_kind_name(kinds[i]));
-        join(path, sizeof path, out, name);
-        if (st_model_save(models[i], path, &err) != 0) {
-            rc = fail(1, "%s", err.msg);
-            goto done;
-        }
-        printf("saved %s\n", path);
-    }
+    for (int i = 0; i < 3; i++)
+        printf("saved %s\n", saved[i]);
     {
         char path[4096];
         join(path, sizeof path, out, "metrics.json");

@@ -23,8 +23,20 @@ void st_set_threads(int n)
     omp_set_num_threads(st_get_threads());
 }
 
+/* A per-thread cap on st_get_threads (0: none): small batches run on the calling thread alone. */
+static _Thread_local int tl_thread_cap;
+
+int st_threads_cap(int n)
+{
+    int old = tl_thread_cap;
+    tl_thread_cap = n;
+    return old;
+}
+
 int st_get_threads(void)
 {
+    if (tl_thread_cap > 0)
+        return tl_thread_cap;
     int n = atomic_load(&g_threads);
     if (n > 0)
         return n;

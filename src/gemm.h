@@ -64,6 +64,11 @@ enum { ST_CPU_PORTABLE = 0, ST_CPU_AVX2 = 1, ST_CPU_AVX512 = 2 };
  * __builtin_cpu_supports, lowered by the environment variable STRIDE_KERNEL=portable|avx2|avx512
  * if it names a lower level than the CPU supports (a higher or unknown value is ignored). */
 int st_cpu_level(void);
+/* Caps st_get_threads() at n for the calling thread (0 removes the cap); returns the previous
+ * cap, to restore it. The model uses it to run very small batches on one thread, where waking
+ * other threads would cost more than the work. */
+int st_threads_cap(int n);
+
 /* The highest level this CPU (and this build) supports. */
 int st_cpu_max_level(void);
 /* For tests: use min(level, st_cpu_max_level()) from now on; level < 0 returns to the automatic

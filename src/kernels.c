@@ -286,6 +286,12 @@ static void relu_chunk(float *restrict out, const float *restrict in, size_t n)
         out[i] = in[i] > 0.0f ? in[i] : (in[i] != in[i] ? in[i] : 0.0f); /* NaN stays NaN */
 }
 
+static void relu_inplace_chunk(float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] > 0.0f ? x[i] : (x[i] != x[i] ? x[i] : 0.0f);
+}
+
 static void relu_backward_chunk(float *restrict dinp, const float *restrict dout,
                                 const float *restrict out, size_t n)
 {
@@ -301,7 +307,10 @@ static void relu_forward(float *out, const float *in, size_t total)
 #pragma omp parallel for schedule(static) num_threads(nthreads()) if (nc > 2)
     for (long c = 0; c < nc; c++) {
         size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
-        relu_chunk(out + lo, in + lo, n);
+        if (out == in)
+            relu_inplace_chunk(out + lo, n);
+        else
+            relu_chunk(out + lo, in + lo, n);
     }
 }
 
@@ -404,7 +413,8 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
             linear_forward(l, in, n);
         break;
     case ST_L_FLATTEN:
-        memcpy(l->out, in, total * sizeof(float));
+        if (l->out != in)
+            memcpy(l->out, in, total * sizeof(float));
         break;
     }
 }

@@ -8,6 +8,7 @@
  */
 #include "model.h"
 
+#include "gemm.h"
 #include "kernels.h"
 #include "layers.h"
 
@@ -279,7 +280,15 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
     float *p = m->params, *g = m->grads, *buf = m->buffers;
     for (int i = 0; i < nspec; i++) {
         st_layer *l = &m->layers[i];
-        l->out = xcalloc(B * l->out_size, sizeof(float), &total);
+        /* ReLU runs in place: no layer's backward pass needs its own output except ReLU's, so
+         * the previous layer's buffer can hold the ReLU's output. A flattened view shares its
+         * input's buffer. This saves a quarter of the activation memory. */
+        if (i > 0 && (l->kind == ST_L_RELU || l->kind == ST_L_FLATTEN)) {
+            l->out = m->layers[i - 1].out;
+            l->shares_out = 1;
+        } else {
+            l->out = xcalloc(B * l->out_size, sizeof(float), &total);
+        }
         if (!l->out)
             goto oom;
         switch (l->kind) {
@@ -382,7 +391,8 @@ void st_model_free(st_model *m)
         return;
     for (int i = 0; m->layers && i < m->nlayers; i++) {
         st_layer *l = &m->layers[i];
-        free(l->out);
+        if (!l->shares_out)
+            free(l->out);
         free(l->save_mean);
         free(l->save_invstd);
         free(l->argmax);
@@ -457,12 +467,14 @@ int st_model_forward(st_model *m, const float *x, int n, const float **logits, s
     m->input = x;
     m->batch = n;
     m->have_loss = 0;
+    int cap = st_threads_cap(n < ST_SMALL_BATCH ? 1 : 0);
     const float *in = x;
     for (int i = 0; i < m->nlayers; i++) {
         st_layer *l = &m->layers[i];
         st_layer_forward(m, l, in, n);
         in = l->out;
     }
+    st_threads_cap(cap);
     if (logits)
         *logits = in;
     return 0;
@@ -489,6 +501,7 @@ int st_model_backward(st_model *m, st_error *err)
         return st_seterr(err, "backward: call st_model_forward and st_model_loss first");
     if (!m->training)
         return st_seterr(err, "backward: the model is in evaluation mode");
+    int cap = st_threads_cap(m->batch < ST_SMALL_BATCH ? 1 : 0);
     int cur = 0; /* dbuf[cur] holds the gradient of the current layer's output */
     for (int i = m->nlayers - 1; i >= 0; i--) {
         st_layer *l = &m->layers[i];
@@ -497,6 +510,7 @@ int st_model_backward(st_model *m, st_error *err)
         st_layer_backward(m, l, in, m->dbuf[cur], dinp, m->batch);
         cur ^= 1;
     }
+    st_threads_cap(cap);
     m->have_loss = 0;
     return 0;
 }

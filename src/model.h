@@ -18,6 +18,8 @@ typedef enum st_layer_kind {
 
 #define ST_BN_MOMENTUM 0.1f
 #define ST_BN_EPS 1e-5f
+/* Batches smaller than this run on one thread (waking threads costs more than it saves). */
+#define ST_SMALL_BATCH 4
 
 typedef struct st_layer {
     st_layer_kind kind;
@@ -40,6 +42,7 @@ typedef struct st_layer {
     int32_t *argmax;                     /* max pool: index of the maximum, per output */
     float *mask;                         /* dropout: 0 or 1/(1-p), per output */
     float *out;                          /* output activations, max_batch * out_size */
+    int shares_out;                      /* out is the previous layer's buffer (in place) */
 } st_layer;
 
 struct st_model {
