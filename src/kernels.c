@@ -129,6 +129,16 @@ static void chan_dx(float *restrict dx, const float *restrict x, const float *re
     }
 }
 
+/* the same with the gradient computed in place (d holds dy, then dx) */
+static void chan_dx_inplace(float *restrict d, const float *restrict x, float mean, float invstd,
+                            double mdy, double mdyx, double scale, int HW)
+{
+    for (int k = 0; k < HW; k++) {
+        double xhat = (double)(x[k] - mean) * invstd;
+        d[k] = (float)((d[k] - mdy - xhat * mdyx) * scale);
+    }
+}
+
 /* The reference kernels' arithmetic, one channel per task. */
 static void bn_train_forward(st_layer *l, const float *in, int n)
 {
@@ -192,7 +202,10 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         double scale = (double)invstd * l->w[c];
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)i * C + c) * HW;
-            chan_dx(dinp + off, in + off, dout + off, mean, invstd, mdy, mdyx, scale, HW);
+            if (dinp == dout)
+                chan_dx_inplace(dinp + off, in + off, mean, invstd, mdy, mdyx, scale, HW);
+            else
+                chan_dx(dinp + off, in + off, dout + off, mean, invstd, mdy, mdyx, scale, HW);
         }
     }
 }
@@ -314,13 +327,30 @@ static void relu_forward(float *out, const float *in, size_t total)
     }
 }
 
+static void relu_backward_inplace_chunk(float *restrict d, const float *restrict out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = d[i];
+        d[i] = out[i] > 0.0f ? g : 0.0f;
+    }
+}
+
+static void mul_inplace(float *restrict d, const float *restrict mask, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] *= mask[i];
+}
+
 static void relu_backward(float *dinp, const float *dout, const float *out, size_t total)
 {
     long nc = (long)((total + CHUNK - 1) / CHUNK);
 #pragma omp parallel for schedule(static) num_threads(nthreads()) if (nc > 2)
     for (long c = 0; c < nc; c++) {
         size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
-        relu_backward_chunk(dinp + lo, dout + lo, out + lo, n);
+        if (dinp == dout)
+            relu_backward_inplace_chunk(dinp + lo, out + lo, n);
+        else
+            relu_backward_chunk(dinp + lo, dout + lo, out + lo, n);
     }
 }
 
@@ -460,7 +490,8 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
         break;
     case ST_L_DROPOUT:
         if (dinp)
-            mul_chunk(dinp, dout, l->mask, total);
+            (dinp == dout ? mul_inplace(dinp, l->mask, total)
+                          : mul_chunk(dinp, dout, l->mask, total));
         break;
     case ST_L_LINEAR:
         if (ref)
@@ -469,7 +500,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
             linear_backward(l, in, dout, dinp, n);
         break;
     case ST_L_FLATTEN:
-        if (dinp)
+        if (dinp && dinp != dout)
             memcpy(dinp, dout, total * sizeof(float));
         break;
     }

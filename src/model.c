@@ -209,6 +209,14 @@ static void add_tensor(st_model *m, const st_layer *l, const char *suffix, st_dt
     t->grad = grad;
 }
 
+/* Layers whose input gradient overwrites their output gradient (element-wise, or batch norm, which
+ * reads all of it before writing). */
+static int backward_in_place(const st_layer *l)
+{
+    return l->kind == ST_L_RELU || l->kind == ST_L_DROPOUT || l->kind == ST_L_FLATTEN ||
+           l->kind == ST_L_BN;
+}
+
 static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, int max_batch,
                        uint64_t seed, st_error *err)
 {
@@ -267,8 +275,19 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
     m->grads = xcalloc(m->num_params, sizeof(float), &total);
     m->buffers = xcalloc(m->num_buffers, sizeof(float), &total);
     m->tensors = xcalloc((size_t)nspec * 5, sizeof(st_tensor), &total);
-    m->dbuf[0] = xcalloc(B * max_act, sizeof(float), &total);
-    m->dbuf[1] = xcalloc(B * max_act, sizeof(float), &total);
+    /* The backward pass alternates between two gradient buffers, except through the layers whose
+     * gradient is computed in place (see backward_in_place); size each buffer for what it holds. */
+    size_t need[2] = {ST_NUM_CLASSES, 0};
+    int cur = 0;
+    for (int i = nspec - 1; i > 0; i--) {
+        int t = backward_in_place(&m->layers[i]) ? cur : cur ^ 1;
+        if (m->layers[i].in_size > need[t])
+            need[t] = m->layers[i].in_size;
+        cur = t;
+    }
+    (void)max_act;
+    m->dbuf[0] = xcalloc(B * need[0], sizeof(float), &total);
+    m->dbuf[1] = xcalloc(B * (need[1] ? need[1] : 1), sizeof(float), &total);
     m->labels = xcalloc(B, 1, &total);
     if (!m->params || !m->grads || !m->buffers || !m->tensors || !m->dbuf[0] || !m->dbuf[1] ||
         !m->labels)
@@ -506,9 +525,10 @@ int st_model_backward(st_model *m, st_error *err)
     for (int i = m->nlayers - 1; i >= 0; i--) {
         st_layer *l = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].out : m->input;
-        float *dinp = i > 0 ? m->dbuf[cur ^ 1] : NULL;
+        int t = backward_in_place(l) ? cur : cur ^ 1;
+        float *dinp = i > 0 ? m->dbuf[t] : NULL;
         st_layer_backward(m, l, in, m->dbuf[cur], dinp, m->batch);
-        cur ^= 1;
+        cur = t;
     }
     st_threads_cap(cap);
     m->have_loss = 0;
