@@ -556,9 +556,16 @@ static st_json *parse_container(parser *p, int depth, int is_object)
         for (size_t i = 1; i < v->count; i++) {
             const st_json *a = v->sorted[i - 1], *b = v->sorted[i];
             if (a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0) {
-                /* b is the later one (ties are sorted by offset). */
-                perr(p, b->key_offset, "duplicate key \"%.*s\"%s in an object",
-                     (int)(b->key_len > 60 ? 60 : b->key_len), b->key,
+                /* b is the later one (ties are sorted by offset). The key is shown with control
+                 * characters as '?' so that the message stays on one line (found by fuzzing). */
+                char shown[61];
+                size_t n = b->key_len > 60 ? 60 : b->key_len;
+                for (size_t k = 0; k < n; k++) {
+                    unsigned char ch = (unsigned char)b->key[k];
+                    shown[k] = ch < 0x20 || ch == 0x7F ? '?' : (char)ch;
+                }
+                shown[n] = '\0';
+                perr(p, b->key_offset, "duplicate key \"%s\"%s in an object", shown,
                      b->key_len > 60 ? "..." : "");
                 return NULL;
             }
