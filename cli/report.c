@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "fileio.h"
+#include "json.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -331,124 +332,96 @@ void print_block_params(const st_model *m)
 
 /* ------------------------------------------------------------------------------ metrics.json */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
+static void sb_doubles(st_strbuf *b, const double *v, int n)
 {
-    if (b->oom)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q, b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static void sb_doubles(sbuf *b, const double *v, int n)
-{
-    sb_printf(b, "[");
+    st_strbuf_printf(b, "[");
     for (int i = 0; i < n; i++)
-        sb_printf(b, "%s%.9g", i ? ", " : "", v[i]);
-    sb_printf(b, "]");
+        st_strbuf_printf(b, "%s%.9g", i ? ", " : "", v[i]);
+    st_strbuf_printf(b, "]");
 }
 
 int write_predictions(const char *path, const st_dataset *ds, const uint8_t *pred)
 {
-    sbuf b = {0};
-    sb_printf(&b, "index,label,predicted,label_name,predicted_name\n");
+    st_strbuf b;
+    st_strbuf_init(&b);
+    st_strbuf_printf(&b, "index,label,predicted,label_name,predicted_name\n");
     for (int i = 0; i < ds->n; i++)
-        sb_printf(&b, "%d,%d,%d,%s,%s\n", i, ds->labels[i], pred[i], st_class_names[ds->labels[i]],
+        st_strbuf_printf(&b, "%d,%d,%d,%s,%s\n", i, ds->labels[i], pred[i], st_class_names[ds->labels[i]],
                   st_class_names[pred[i]]);
-    if (b.oom) {
-        free(b.p);
+    if (b.failed) {
+        st_strbuf_free(&b);
         return fail(1, "%s: out of memory writing predictions", path);
     }
     st_error err;
-    const void *chunks[1] = {b.p};
+    const void *chunks[1] = {b.data};
     size_t sizes[1] = {b.len};
     int rc = st_write_file_atomic(path, chunks, sizes, 1, &err);
-    free(b.p);
+    st_strbuf_free(&b);
     return rc != 0 ? fail(1, "%s", err.msg) : 0;
 }
 
 int write_metrics_json(const char *path, const train_record *recs, int n, const options *o)
 {
-    sbuf b = {0};
-    sb_printf(&b, "{\n  \"stride_version\": \"%s\",\n", STRIDE_VERSION);
-    sb_printf(&b,
+    st_strbuf b;
+    st_strbuf_init(&b);
+    st_strbuf_printf(&b, "{\n  \"stride_version\": \"%s\",\n", STRIDE_VERSION);
+    st_strbuf_printf(&b,
               "  \"settings\": {\"epochs\": %d, \"batch\": %d, \"lr\": %.9g, \"seed\": %llu, "
               "\"threads\": %d, \"limit\": %d, \"kernel\": \"%s\"},\n",
               o->epochs, o->batch, o->lr, (unsigned long long)o->seed, st_get_threads(), o->limit,
               st_kernel_name());
-    sb_printf(&b, "  \"models\": [\n");
+    st_strbuf_printf(&b, "  \"models\": [\n");
     for (int i = 0; i < n; i++) {
         const train_record *r = &recs[i];
         double mean_time = 0.0;
         for (int e = 0; e < r->epochs; e++)
             mean_time += r->times[e];
         mean_time = r->epochs ? mean_time / r->epochs : 0.0;
-        sb_printf(&b,
+        st_strbuf_printf(&b,
                   "    {\"model\": \"%s\", \"label\": \"%s\", \"parameters\": %zu, "
                   "\"epochs\": %d,\n",
                   st_model_kind_name(r->kind), r->label, r->params, r->epochs);
-        sb_printf(&b, "     \"cost\": ");
+        st_strbuf_printf(&b, "     \"cost\": ");
         sb_doubles(&b, r->costs, r->epochs);
-        sb_printf(&b, ",\n     \"time\": ");
+        st_strbuf_printf(&b, ",\n     \"time\": ");
         sb_doubles(&b, r->times, r->epochs);
-        sb_printf(&b, ",\n     \"mean_epoch_time\": %.9g, \"final_cost\": %.9g", mean_time,
+        st_strbuf_printf(&b, ",\n     \"mean_epoch_time\": %.9g, \"final_cost\": %.9g", mean_time,
                   r->epochs ? r->costs[r->epochs - 1] : 0.0);
         if (r->evaluated) {
             const st_eval_result *ev = &r->eval;
             double acc = ev->total ? 100.0 * ev->correct / ev->total : 0.0;
             double p = acc / 100.0;
-            sb_printf(&b,
+            st_strbuf_printf(&b,
                       ",\n     \"test_accuracy\": %.9g, \"test_accuracy_stderr\": %.9g, "
                       "\"test_correct\": %d, \"test_total\": %d, \"eval_seconds\": %.9g,\n"
                       "     \"class_accuracy\": {",
                       acc, ev->total ? 100.0 * sqrt(p * (1 - p) / ev->total) : 0.0, ev->correct,
                       ev->total, ev->seconds);
             for (int c = 0; c < ST_NUM_CLASSES; c++)
-                sb_printf(&b, "%s\"%s\": %.9g", c ? ", " : "", st_class_names[c],
+                st_strbuf_printf(&b, "%s\"%s\": %.9g", c ? ", " : "", st_class_names[c],
                           ev->class_total[c] ? 100.0 * ev->class_correct[c] / ev->class_total[c]
                                              : 0.0);
-            sb_printf(&b, "},\n     \"confusion\": [");
+            st_strbuf_printf(&b, "},\n     \"confusion\": [");
             for (int t = 0; t < ST_NUM_CLASSES; t++) {
-                sb_printf(&b, "%s[", t ? ", " : "");
+                st_strbuf_printf(&b, "%s[", t ? ", " : "");
                 for (int c = 0; c < ST_NUM_CLASSES; c++)
-                    sb_printf(&b, "%s%d", c ? ", " : "", ev->confusion[t][c]);
-                sb_printf(&b, "]");
+                    st_strbuf_printf(&b, "%s%d", c ? ", " : "", ev->confusion[t][c]);
+                st_strbuf_printf(&b, "]");
             }
-            sb_printf(&b, "]");
+            st_strbuf_printf(&b, "]");
         }
-        sb_printf(&b, "}%s\n", i + 1 < n ? "," : "");
+        st_strbuf_printf(&b, "}%s\n", i + 1 < n ? "," : "");
     }
-    sb_printf(&b, "  ]\n}\n");
-    if (b.oom) {
-        free(b.p);
+    st_strbuf_printf(&b, "  ]\n}\n");
+    if (b.failed) {
+        st_strbuf_free(&b);
         return fail(1, "%s: out of memory writing metrics", path);
     }
     st_error err;
-    const void *chunks[1] = {b.p};
+    const void *chunks[1] = {b.data};
     size_t sizes[1] = {b.len};
     int rc = st_write_file_atomic(path, chunks, sizes, 1, &err);
-    free(b.p);
+    st_strbuf_free(&b);
     if (rc != 0)
         return fail(1, "%s", err.msg);
     return 0;

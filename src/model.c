@@ -240,7 +240,6 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
 
     /* 1. shapes, checked once */
     int c = 1, h = 28, w = 28;
-    size_t max_act = (size_t)c * h * w;
     for (int i = 0; i < nspec; i++) {
         st_layer *l = &m->layers[i];
         l->kind = spec[i].kind;
@@ -256,8 +255,6 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
         c = l->out_c, h = l->out_h, w = l->out_w;
         l->in_size = (size_t)l->in_c * l->in_h * l->in_w;
         l->out_size = (size_t)c * h * w;
-        if (l->out_size > max_act)
-            max_act = l->out_size;
         m->num_params += layer_num_params(l);
         if (l->kind == ST_L_BN)
             m->num_buffers += 2 * (size_t)l->in_c;
@@ -285,7 +282,6 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
             need[t] = m->layers[i].in_size;
         cur = t;
     }
-    (void)max_act;
     m->dbuf[0] = xcalloc(B * need[0], sizeof(float), &total);
     m->dbuf[1] = xcalloc(B * (need[1] ? need[1] : 1), sizeof(float), &total);
     m->labels = xcalloc(B, 1, &total);

@@ -56,7 +56,7 @@ struct st_model {
     float *buffers;        /* batch norm running statistics */
     st_tensor *tensors;
     int ntensors;
-    float *dbuf[2];        /* ping-pong gradient buffers, max_batch * largest activation */
+    float *dbuf[2];        /* gradient buffers, alternating except through in-place layers */
     uint8_t *labels;
     const float *input;    /* input of the last forward */
     int batch;             /* batch size of the last forward */
