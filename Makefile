@@ -4,6 +4,7 @@
 #   make sanitize-test   the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make install PREFIX=/usr/local
 #   make bench           Stride vs PyTorch benchmark (not a test)
+#   make profile         build/bench/layer_prof: time per layer of a CNN training step
 
 PREFIX   ?= /usr/local
 BUILD    ?= build
@@ -30,7 +31,7 @@ EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 LIB      := $(BUILD)/libstride.a
 PROG     := $(BUILD)/stride
 
-.PHONY: all test sanitize-test install clean bench
+.PHONY: all test sanitize-test install clean bench profile
 all: $(LIB) $(PROG) $(EX_BIN) $(TEST_BIN)
 
 $(BUILD)/obj/%.o: src/%.c include/stride.h src/*.h | $(BUILD)/obj
@@ -65,6 +66,11 @@ install: $(LIB) $(PROG)
 
 bench: all
 	bench/run
+
+profile: $(BUILD)/bench/layer_prof
+$(BUILD)/bench/layer_prof: bench/layer_prof.c src/*.h $(LIB)
+	mkdir -p $(BUILD)/bench
+	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 clean:
 	rm -rf build build-san

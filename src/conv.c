@@ -34,30 +34,104 @@ static int max_group(int N)
     return (N + ng - 1) / ng;
 }
 
-size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
+/* Floats of the zero-padded copy of one image (stride-1 path), plus slack for vector reads. */
+static size_t padded_floats(const st_conv_shape *s)
+{
+    if (s->stride != 1)
+        return 0;
+    return (size_t)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad) + 16;
+}
+
+/* One thread's share: col [CKK][G*P], y or dy [OC][G*P], the padded image; a multiple of 16
+ * floats, so that what follows stays 64-byte aligned relative to ws. */
+static size_t per_thread_floats(const st_conv_shape *s, size_t G)
 {
     size_t P = (size_t)s->OH * s->OW, CKK = (size_t)s->C * s->KH * s->KW;
-    size_t G = (size_t)max_group(max_batch);
-    size_t per_thread = CKK * G * P + (size_t)s->OC * G * P;
+    size_t n = CKK * G * P + (size_t)s->OC * G * P + padded_floats(s);
+    return (n + 15) & ~(size_t)15;
+}
+
+size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
+{
+    size_t CKK = (size_t)s->C * s->KH * s->KW;
+    size_t per_thread = per_thread_floats(s, (size_t)max_group(max_batch));
     size_t partial = (size_t)ST_CONV_GROUPS * ((size_t)s->OC * CKK + (size_t)s->OC);
-    return per_thread * (size_t)nthreads + partial;
+    size_t stats = (size_t)ST_CONV_GROUPS * 4 * (size_t)s->OC; /* 2 doubles per channel */
+    return per_thread * (size_t)nthreads + (partial > stats ? partial : stats);
 }
 
-/* r[0..n) = src[0..n) inside [lo, hi), zero outside (rows are short: no library calls) */
-static inline void copy_row(float *restrict r, const float *restrict src, int lo, int hi, int n)
+/* Short rows (a row of a feature map: 7 to 28 floats here) are moved with fixed-size vector
+ * chunks rather than library calls: v8 is 8 floats (one AVX register, two SSE ones). */
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
+/* dst[0..n) = src[0..n); overlapping chunks cover the tail (a copy may write a value twice). */
+static inline void copy_short(float *restrict dst, const float *restrict src, int n)
 {
-    for (int i = 0; i < lo; i++)
-        r[i] = 0.0f;
-    for (int i = lo; i < hi; i++)
-        r[i] = src[i];
-    for (int i = hi; i < n; i++)
-        r[i] = 0.0f;
+    if (n >= 8) {
+        int i = 0;
+        for (; i + 8 < n; i += 8)
+            *(v8f *)(dst + i) = *(const v8f *)(src + i);
+        *(v8f *)(dst + n - 8) = *(const v8f *)(src + n - 8);
+    } else if (n >= 4) {
+        *(v4f *)dst = *(const v4f *)src;
+        *(v4f *)(dst + n - 4) = *(const v4f *)(src + n - 4);
+    } else {
+        for (int i = 0; i < n; i++)
+            dst[i] = src[i];
+    }
 }
 
-/* col[(c*KH + kh)*KW + kw][j*P + oh*OW + ow] for image j of the group; ldc = G*P. */
-static void im2col(float *col, size_t ldc, const float *img, const st_conv_shape *s)
+/* dst[0..n) += src[0..n), each element once (no overlap: this one accumulates). */
+static inline void add_short(float *restrict dst, const float *restrict src, int n)
 {
-    int P = s->OH * s->OW;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        *(v8f *)(dst + i) += *(const v8f *)(src + i);
+    if (i + 4 <= n) {
+        *(v4f *)(dst + i) += *(const v4f *)(src + i);
+        i += 4;
+    }
+    for (; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* xp = img with `pad` zeros around each of its C planes: [C][H + 2 pad][W + 2 pad]. */
+static void pad_image(float *restrict xp, const float *restrict img, const st_conv_shape *s)
+{
+    int Hp = s->H + 2 * s->pad, Wp = s->W + 2 * s->pad;
+    for (int c = 0; c < s->C; c++) {
+        float *plane = xp + (size_t)c * Hp * Wp;
+        const float *src = img + (size_t)c * s->H * s->W;
+        memset(plane, 0, sizeof(float) * (size_t)s->pad * Wp);
+        for (int h = 0; h < s->H; h++) {
+            float *r = plane + (size_t)(h + s->pad) * Wp;
+            for (int i = 0; i < s->pad; i++)
+                r[i] = r[s->pad + s->W + i] = 0.0f;
+            copy_short(r + s->pad, src + (size_t)h * s->W, s->W);
+        }
+        memset(plane + (size_t)(s->pad + s->H) * Wp, 0, sizeof(float) * (size_t)s->pad * Wp);
+    }
+}
+
+/* col[(c*KH + kh)*KW + kw][j*P + oh*OW + ow] for image j of the group; ldc = G*P.
+ * Stride 1 reads a zero-padded copy xp of the image (scratch), so every row of col is a plain
+ * copy of OW floats; other strides gather with bounds checks. */
+static void im2col(float *col, size_t ldc, const float *img, const st_conv_shape *s, float *xp)
+{
+    if (s->stride == 1) {
+        int Hp = s->H + 2 * s->pad, Wp = s->W + 2 * s->pad;
+        pad_image(xp, img, s);
+        for (int c = 0; c < s->C; c++)
+            for (int kh = 0; kh < s->KH; kh++)
+                for (int kw = 0; kw < s->KW; kw++) {
+                    float *row = col + ((size_t)(c * s->KH + kh) * s->KW + kw) * ldc;
+                    const float *src = xp + ((size_t)c * Hp + kh) * Wp + kw;
+                    for (int oh = 0; oh < s->OH; oh++)
+                        copy_short(row + (size_t)oh * s->OW, src + (size_t)oh * Wp, s->OW);
+                }
+        return;
+    }
     for (int c = 0; c < s->C; c++)
         for (int kh = 0; kh < s->KH; kh++)
             for (int kw = 0; kw < s->KW; kw++) {
@@ -72,54 +146,38 @@ static void im2col(float *col, size_t ldc, const float *img, const st_conv_shape
                         continue;
                     }
                     const float *src = plane + (size_t)ih * s->W;
-                    if (s->stride == 1) {
-                        int iw0 = -s->pad + kw; /* iw = ow + iw0 */
-                        int lo = iw0 < 0 ? -iw0 : 0;
-                        int hi = s->W - iw0 < s->OW ? s->W - iw0 : s->OW;
-                        if (hi < lo)
-                            hi = lo;
-                        copy_row(r, src + iw0, lo, hi, s->OW);
-                    } else {
-                        for (int ow = 0; ow < s->OW; ow++) {
-                            int iw = ow * s->stride - s->pad + kw;
-                            r[ow] = (iw >= 0 && iw < s->W) ? src[iw] : 0.0f;
-                        }
+                    for (int ow = 0; ow < s->OW; ow++) {
+                        int iw = ow * s->stride - s->pad + kw;
+                        r[ow] = (iw >= 0 && iw < s->W) ? src[iw] : 0.0f;
                     }
                 }
-                (void)P;
             }
 }
 
-static void add_row(float *restrict dst, const float *restrict src, int n)
+/* dimg = col2im(dcol) for one image (overwritten). Each input element receives its terms in
+ * (c, kh, kw, oh, ow) order starting from zero, whatever the path. Stride 1 accumulates into
+ * the zero-padded scratch xp with vector adds of whole rows, then crops. */
+static void col2im(float *dimg, const float *dcol, size_t ldc, const st_conv_shape *s, float *xp)
 {
-    for (int i = 0; i < n; i++)
-        dst[i] += src[i];
-}
-
-/* dimg += col2im(dcol) for one image; dimg must be zeroed by the caller. */
-static void col2im(float *dimg, const float *dcol, size_t ldc, const st_conv_shape *s)
-{
-    if (s->stride == 1) { /* each row of dcol adds to a contiguous run of an input row */
+    size_t in_size = (size_t)s->C * s->H * s->W;
+    if (s->stride == 1) {
+        int Hp = s->H + 2 * s->pad, Wp = s->W + 2 * s->pad;
+        memset(xp, 0, sizeof(float) * (size_t)s->C * Hp * Wp);
         for (int c = 0; c < s->C; c++)
             for (int kh = 0; kh < s->KH; kh++)
                 for (int kw = 0; kw < s->KW; kw++) {
                     const float *row = dcol + ((size_t)(c * s->KH + kh) * s->KW + kw) * ldc;
-                    float *plane = dimg + (size_t)c * s->H * s->W;
-                    int iw0 = kw - s->pad; /* iw = ow + iw0 */
-                    int lo = iw0 < 0 ? -iw0 : 0;
-                    int hi = s->W - iw0 < s->OW ? s->W - iw0 : s->OW;
-                    if (hi <= lo)
-                        continue;
-                    for (int oh = 0; oh < s->OH; oh++) {
-                        int ih = oh - s->pad + kh;
-                        if (ih < 0 || ih >= s->H)
-                            continue;
-                        add_row(plane + (size_t)ih * s->W + lo + iw0, row + (size_t)oh * s->OW + lo,
-                                hi - lo);
-                    }
+                    float *dst = xp + ((size_t)c * Hp + kh) * Wp + kw;
+                    for (int oh = 0; oh < s->OH; oh++)
+                        add_short(dst + (size_t)oh * Wp, row + (size_t)oh * s->OW, s->OW);
                 }
+        for (int c = 0; c < s->C; c++)
+            for (int h = 0; h < s->H; h++)
+                copy_short(dimg + ((size_t)c * s->H + h) * s->W,
+                           xp + ((size_t)c * Hp + h + s->pad) * Wp + s->pad, s->W);
         return;
     }
+    memset(dimg, 0, sizeof(float) * in_size);
     for (int c = 0; c < s->C; c++)
         for (int kh = 0; kh < s->KH; kh++)
             for (int kw = 0; kw < s->KW; kw++) {
@@ -140,6 +198,21 @@ static void col2im(float *dimg, const float *dcol, size_t ldc, const st_conv_sha
             }
 }
 
+/* dst[0..n) = src[0..n) and acc[k % 8] += src[k] in double (8 lanes: vectorisable, fixed order) */
+static void copy_sum(float *restrict dst, double *restrict acc, const float *restrict src, int n)
+{
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) {
+            dst[k + j] = src[k + j];
+            acc[j] += src[k + j];
+        }
+    for (; k < n; k++) {
+        dst[k] = src[k];
+        acc[k & 7] += src[k];
+    }
+}
+
 static int threads_for(int ngroups, int nthreads)
 {
     int t = st_get_threads();
@@ -150,15 +223,47 @@ static int threads_for(int ngroups, int nthreads)
     return t < 1 ? 1 : t;
 }
 
+/* dst[0..n) = src[0..n) + bias; with acc1/acc2 (8 double lanes each), also the sum and the sum
+ * of squares of the values written. */
+static void scatter_row(float *restrict dst, const float *restrict src, float bias, int n,
+                        double *restrict acc1, double *restrict acc2)
+{
+    if (!acc1) {
+        for (int p = 0; p < n; p++)
+            dst[p] = src[p] + bias;
+        return;
+    }
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) {
+            float v = src[k + j] + bias;
+            dst[k + j] = v;
+            acc1[j] += v;
+            acc2[j] += (double)v * v;
+        }
+    for (; k < n; k++) {
+        float v = src[k] + bias;
+        dst[k] = v;
+        acc1[k & 7] += v;
+        acc2[k & 7] += (double)v * v;
+    }
+}
+
+static double sum8(const double *a)
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
-                       const st_conv_shape *s, int N, float *ws, int nthreads)
+                       const st_conv_shape *s, int N, float *ws, int nthreads, double *stats)
 {
     int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(N);
     size_t G = (size_t)max_group(N);
-    size_t per_thread = (size_t)CKK * G * P + (size_t)s->OC * G * P;
+    size_t per_thread = per_thread_floats(s, G);
     size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * P;
     int nt = threads_for(ng, nthreads);
     int inner_threads = nt < 2 && st_get_threads() > 1; /* few groups: thread the GEMM */
+    double *partial = (double *)(void *)(ws + per_thread * (size_t)nthreads); /* per-group stats */
 #pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
     for (int g = 0; g < ng; g++) {
         int lo, hi;
@@ -166,23 +271,38 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
         int gn = hi - lo;
         size_t ldc = (size_t)gn * P;
         float *col = ws + (size_t)omp_get_thread_num() * per_thread;
-        float *y = col + (size_t)CKK * G * P;
+        float *y = col + (size_t)CKK * G * P, *xp = y + (size_t)s->OC * G * P;
         for (int j = 0; j < gn; j++)
-            im2col(col + (size_t)j * P, ldc, inp + (size_t)(lo + j) * in_size, s);
+            im2col(col + (size_t)j * P, ldc, inp + (size_t)(lo + j) * in_size, s, xp);
         if (inner_threads)
             st_sgemm(0, 0, s->OC, (int)ldc, CKK, 1.0f, w, CKK, col, (int)ldc, 0.0f, y, (int)ldc);
         else
             st_sgemm_st(0, 0, s->OC, (int)ldc, CKK, 1.0f, w, CKK, col, (int)ldc, 0.0f, y,
                         (int)ldc);
-        for (int j = 0; j < gn; j++)
-            for (int oc = 0; oc < s->OC; oc++) {
-                float *dst = out + (size_t)(lo + j) * out_size + (size_t)oc * P;
-                const float *src = y + (size_t)oc * ldc + (size_t)j * P;
-                float bias = b ? b[oc] : 0.0f;
-                for (int p = 0; p < P; p++)
-                    dst[p] = src[p] + bias;
+        double *gstats = stats ? partial + (size_t)g * 2 * s->OC : NULL;
+        for (int oc = 0; oc < s->OC; oc++) {
+            double acc1[8] = {0}, acc2[8] = {0};
+            float bias = b ? b[oc] : 0.0f;
+            for (int j = 0; j < gn; j++)
+                scatter_row(out + (size_t)(lo + j) * out_size + (size_t)oc * P,
+                            y + (size_t)oc * ldc + (size_t)j * P, bias, P,
+                            gstats ? acc1 : NULL, acc2);
+            if (gstats) {
+                gstats[2 * oc] = sum8(acc1);
+                gstats[2 * oc + 1] = sum8(acc2);
             }
+        }
     }
+    if (stats) /* the groups' sums, added in group order */
+        for (int oc = 0; oc < s->OC; oc++) {
+            double s1 = 0.0, s2 = 0.0;
+            for (int g = 0; g < ng; g++) {
+                s1 += partial[(size_t)g * 2 * s->OC + 2 * oc];
+                s2 += partial[(size_t)g * 2 * s->OC + 2 * oc + 1];
+            }
+            stats[2 * oc] = s1;
+            stats[2 * oc + 1] = s2;
+        }
 }
 
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -190,7 +310,7 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
 {
     int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(N);
     size_t G = (size_t)max_group(N);
-    size_t per_thread = (size_t)CKK * G * P + (size_t)s->OC * G * P;
+    size_t per_thread = per_thread_floats(s, G);
     size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * P;
     size_t wsize = (size_t)s->OC * CKK, part_size = wsize + (size_t)s->OC;
     float *partial = ws + per_thread * (size_t)nthreads;
@@ -203,23 +323,19 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
         int gn = hi - lo;
         size_t ldc = (size_t)gn * P;
         float *col = ws + (size_t)omp_get_thread_num() * per_thread;
-        float *dy = col + (size_t)CKK * G * P;
+        float *dy = col + (size_t)CKK * G * P, *xp = dy + (size_t)s->OC * G * P;
         float *pw = partial + (size_t)g * part_size, *pb = pw + wsize;
         /* gather dy[OC, gn*P] and the bias gradient of this group */
         for (int oc = 0; oc < s->OC; oc++) {
-            float sum = 0.0f;
-            for (int j = 0; j < gn; j++) {
-                const float *src = dout + (size_t)(lo + j) * out_size + (size_t)oc * P;
-                float *dst = dy + (size_t)oc * ldc + (size_t)j * P;
-                for (int p = 0; p < P; p++) {
-                    dst[p] = src[p];
-                    sum += src[p];
-                }
-            }
-            pb[oc] = sum;
+            double acc[8] = {0};
+            for (int j = 0; j < gn; j++)
+                copy_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc,
+                         dout + (size_t)(lo + j) * out_size + (size_t)oc * P, P);
+            pb[oc] = (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                             ((acc[4] + acc[5]) + (acc[6] + acc[7])));
         }
         for (int j = 0; j < gn; j++)
-            im2col(col + (size_t)j * P, ldc, inp + (size_t)(lo + j) * in_size, s);
+            im2col(col + (size_t)j * P, ldc, inp + (size_t)(lo + j) * in_size, s, xp);
         /* dW_g[OC, CKK] = dy[OC, gn*P] * col[CKK, gn*P]^T */
         if (inner_threads)
             st_sgemm(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
@@ -234,11 +350,8 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
             else
                 st_sgemm_st(1, 0, CKK, (int)ldc, s->OC, 1.0f, w, CKK, dy, (int)ldc, 0.0f, col,
                             (int)ldc);
-            for (int j = 0; j < gn; j++) {
-                float *dimg = dinp + (size_t)(lo + j) * in_size;
-                memset(dimg, 0, sizeof(float) * in_size);
-                col2im(dimg, col + (size_t)j * P, ldc, s);
-            }
+            for (int j = 0; j < gn; j++)
+                col2im(dinp + (size_t)(lo + j) * in_size, col + (size_t)j * P, ldc, s, xp);
         }
     }
     /* add the group partials in group order: the same sums whatever the threads */

@@ -13,6 +13,14 @@
 #define ST_PRINTF(a, b)
 #endif
 
+/* Element-wise loops built twice, for AVX2 and for the baseline, chosen at run time by the CPU.
+ * AVX2 without FMA: the same operations, rounded the same way, so the results are identical. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
+#define ST_VEC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ST_VEC_CLONES
+#endif
+
 /* Writes a formatted message into err (if not NULL) and returns -1, so that
  * callers can write `return st_seterr(err, "...", ...);`. */
 int st_seterr(st_error *err, const char *fmt, ...) ST_PRINTF(2, 3);

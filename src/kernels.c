@@ -95,28 +95,70 @@ static void chan_sq(double *restrict acc, const float *restrict x, double mean, 
     }
 }
 
-static void chan_affine(float *restrict y, const float *restrict x, float mean, float invstd,
-                        float g, float b, int HW)
+ST_VEC_CLONES static void chan_affine(float *restrict y, const float *restrict x, float mean, float invstd,
+                        float g, float b, int HW, int relu)
 {
-    for (int k = 0; k < HW; k++)
-        y[k] = (x[k] - mean) * invstd * g + b;
+    if (!relu) {
+        for (int k = 0; k < HW; k++)
+            y[k] = (x[k] - mean) * invstd * g + b;
+        return;
+    }
+    for (int k = 0; k < HW; k++) {
+        float v = (x[k] - mean) * invstd * g + b;
+        y[k] = v > 0.0f ? v : (v != v ? v : 0.0f); /* ReLU; NaN stays NaN */
+    }
 }
 
-/* sum of dy and of dy * xhat */
-static void chan_dsums(double *restrict a1, double *restrict a2, const float *restrict x,
-                       const float *restrict dy, float mean, float invstd, int HW)
+/* A batch norm's input gradient with the fused ReLU's mask applied: dy where the ReLU passed its
+ * input (out > 0), else 0. */
+static inline float masked(float dy, float out)
 {
+    uint32_t bits; /* dy & (all ones or zero): no branch, so the loops around it vectorise */
+    memcpy(&bits, &dy, sizeof bits);
+    bits &= (uint32_t) - (int32_t)(out > 0.0f);
+    memcpy(&dy, &bits, sizeof dy);
+    return dy;
+}
+
+/* 4 doubles / 4 floats as GCC vector types: the lane sums below are written with them so that
+ * they vectorise (the compiler does not turn the float-to-double lane loops into vector code). */
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f_ __attribute__((vector_size(16)));
+
+/* Sum of dy and of dy * xhat over one plane, into 8 lanes (lane j takes elements k = j mod 8),
+ * with xhat = (double)(x - mean) * invstd. With out != NULL, dy is first masked by the fused
+ * ReLU: dy where out > 0, else 0. */
+ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2, const float *restrict x,
+                       const float *restrict dy, const float *restrict out, float mean,
+                       float invstd, int HW)
+{
+    v4d s1[2], s2[2];
+    memcpy(s1, a1, sizeof s1);
+    memcpy(s2, a2, sizeof s2);
+    v4f_ vmean = {mean, mean, mean, mean};
     int k = 0;
     for (; k + 8 <= HW; k += 8)
-        for (int j = 0; j < 8; j++) {
-            double xhat = (double)(x[k + j] - mean) * invstd;
-            a1[j] += dy[k + j];
-            a2[j] += dy[k + j] * xhat;
+        for (int h = 0; h < 2; h++) {
+            v4f_ xf, df;
+            memcpy(&xf, x + k + 4 * h, sizeof xf);
+            memcpy(&df, dy + k + 4 * h, sizeof df);
+            if (out) {
+                v4f_ o;
+                memcpy(&o, out + k + 4 * h, sizeof o);
+                df = (v4f_)((__typeof__(o > o))df & (o > 0.0f));
+            }
+            v4d xhat = __builtin_convertvector(xf - vmean, v4d) * (double)invstd;
+            v4d d = __builtin_convertvector(df, v4d);
+            s1[h] += d;
+            s2[h] += d * xhat;
         }
+    memcpy(a1, s1, sizeof s1);
+    memcpy(a2, s2, sizeof s2);
     for (; k < HW; k++) {
         double xhat = (double)(x[k] - mean) * invstd;
-        a1[k & 7] += dy[k];
-        a2[k & 7] += dy[k] * xhat;
+        float d = out ? masked(dy[k], out[k]) : dy[k];
+        a1[k & 7] += d;
+        a2[k & 7] += d * xhat;
     }
 }
 
@@ -130,7 +172,7 @@ static void chan_dx(float *restrict dx, const float *restrict x, const float *re
 }
 
 /* the same with the gradient computed in place (d holds dy, then dx) */
-static void chan_dx_inplace(float *restrict d, const float *restrict x, float mean, float invstd,
+ST_VEC_CLONES static void chan_dx_inplace(float *restrict d, const float *restrict x, float mean, float invstd,
                             double mdy, double mdyx, double scale, int HW)
 {
     for (int k = 0; k < HW; k++) {
@@ -139,21 +181,42 @@ static void chan_dx_inplace(float *restrict d, const float *restrict x, float me
     }
 }
 
+/* in place, with the fused ReLU's mask */
+ST_VEC_CLONES static void chan_dx_inplace_relu(float *restrict d, const float *restrict x,
+                                 const float *restrict out, float mean, float invstd, double mdy,
+                                 double mdyx, double scale, int HW)
+{
+    for (int k = 0; k < HW; k++) {
+        double xhat = (double)(x[k] - mean) * invstd;
+        d[k] = (float)((masked(d[k], out[k]) - mdy - xhat * mdyx) * scale);
+    }
+}
+
 /* The reference kernels' arithmetic, one channel per task. */
 static void bn_train_forward(st_layer *l, const float *in, int n)
 {
     int C = l->in_c, HW = l->in_h * l->in_w;
     size_t M = (size_t)n * HW;
+    /* the conv before computed sum and sum of squares (in double) as it wrote this input */
+    const double *st = l->stats_src && l->stats_src->stats_valid ? l->stats_src->conv_stats : NULL;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
-        double acc[8] = {0};
-        for (int i = 0; i < n; i++)
-            chan_sum(acc, in + ((size_t)i * C + c) * HW, HW);
-        double mean = sum_lanes(acc) / (double)M;
-        double acc2[8] = {0};
-        for (int i = 0; i < n; i++)
-            chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
-        double ss = sum_lanes(acc2);
+        double mean, ss;
+        if (st) {
+            mean = st[2 * c] / (double)M;
+            ss = st[2 * c + 1] - st[2 * c] * mean; /* sum (x - mean)^2 */
+            if (!(ss >= 0.0) && ss == ss)
+                ss = 0.0;
+        } else {
+            double acc[8] = {0};
+            for (int i = 0; i < n; i++)
+                chan_sum(acc, in + ((size_t)i * C + c) * HW, HW);
+            mean = sum_lanes(acc) / (double)M;
+            double acc2[8] = {0};
+            for (int i = 0; i < n; i++)
+                chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
+            ss = sum_lanes(acc2);
+        }
         double var = ss / (double)M;
         float invstd = (float)(1.0 / sqrt(var + ST_BN_EPS)), fmean = (float)mean;
         l->save_mean[c] = fmean;
@@ -165,7 +228,7 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
             (float)((1.0 - ST_BN_MOMENTUM) * l->running_var[c] + ST_BN_MOMENTUM * unbiased);
         for (int i = 0; i < n; i++)
             chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW, fmean,
-                        invstd, l->w[c], l->b[c], HW);
+                        invstd, l->w[c], l->b[c], HW, l->relu_fused);
     }
     l->num_batches_tracked++;
 }
@@ -178,21 +241,25 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
         for (int c = 0; c < C; c++) {
             float invstd = 1.0f / sqrtf(l->running_var[c] + ST_BN_EPS);
             chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
-                        l->running_mean[c], invstd, l->w[c], l->b[c], HW);
+                        l->running_mean[c], invstd, l->w[c], l->b[c], HW, l->relu_fused);
         }
 }
 
+/* With a fused ReLU, dout is the ReLU's output gradient and the backward pass runs in place
+ * (dinp == dout), as the model always calls it. */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
-    int C = l->in_c, HW = l->in_h * l->in_w;
+    int C = l->in_c, HW = l->in_h * l->in_w, relu = l->relu_fused;
     size_t M = (size_t)n * HW;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
         double a1[8] = {0}, a2[8] = {0};
         float mean = l->save_mean[c], invstd = l->save_invstd[c];
-        for (int i = 0; i < n; i++)
-            chan_dsums(a1, a2, in + ((size_t)i * C + c) * HW, dout + ((size_t)i * C + c) * HW,
-                       mean, invstd, HW);
+        for (int i = 0; i < n; i++) {
+            size_t off = ((size_t)i * C + c) * HW;
+            chan_dsums(a1, a2, in + off, dout + off, relu ? l->out + off : NULL, mean, invstd,
+                       HW);
+        }
         double sum_dy = sum_lanes(a1), sum_dy_xhat = sum_lanes(a2);
         l->db[c] += (float)sum_dy;
         l->dw[c] += (float)sum_dy_xhat;
@@ -202,7 +269,10 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         double scale = (double)invstd * l->w[c];
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)i * C + c) * HW;
-            if (dinp == dout)
+            if (relu)
+                chan_dx_inplace_relu(dinp + off, in + off, l->out + off, mean, invstd, mdy, mdyx,
+                                     scale, HW);
+            else if (dinp == dout)
                 chan_dx_inplace(dinp + off, in + off, mean, invstd, mdy, mdyx, scale, HW);
             else
                 chan_dx(dinp + off, in + off, dout + off, mean, invstd, mdy, mdyx, scale, HW);
@@ -368,12 +438,18 @@ static void dropout_forward(float *restrict out, float *restrict mask, const flo
         }
         return;
     }
+    uint32_t scale_bits;
+    memcpy(&scale_bits, &scale, sizeof scale_bits);
+    st_rng local = *rng; /* the state in registers, not re-read through a pointer each draw */
     for (size_t i = 0; i < n; i++) {
-        uint64_t r = st_rng_next_inline(rng) >> 40;
-        float k = r < threshold ? 0.0f : scale;
+        uint64_t r = st_rng_next_inline(&local) >> 40;
+        uint32_t kb = scale_bits & ((uint32_t)0 - (uint32_t)(r >= threshold)); /* no branch */
+        float k;
+        memcpy(&k, &kb, sizeof k); /* 0 or scale */
         mask[i] = k;
         out[i] = in[i] * k;
     }
+    *rng = local;
 }
 
 static void mul_chunk(float *restrict out, const float *restrict a, const float *restrict b,
@@ -389,12 +465,15 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
     int ref = m->reference;
     switch (l->kind) {
     case ST_L_CONV:
+        l->stats_valid = 0;
         if (ref)
             conv2d_forward_ref(l->out, in, l->w, l->b, n, l->in_c, l->in_h, l->in_w, l->conv.oc,
                                l->conv.kh, l->conv.kw, l->conv.stride, l->conv.pad);
         else {
             st_conv_shape s = conv_shape(l);
-            st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads);
+            double *stats = m->training ? l->conv_stats : NULL;
+            st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads, stats);
+            l->stats_valid = stats != NULL;
         }
         break;
     case ST_L_BN:
@@ -416,7 +495,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
     case ST_L_RELU:
         if (ref)
             relu_forward_ref(l->out, in, total);
-        else
+        else if (!l->fused) /* else the batch norm before it applied it */
             relu_forward(l->out, in, total);
         break;
     case ST_L_MAXPOOL:
@@ -475,7 +554,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
         if (dinp) {
             if (ref)
                 relu_backward_ref(dinp, dout, l->out, total);
-            else
+            else if (!l->fused) /* else the batch norm before it applies the mask */
                 relu_backward(dinp, dout, l->out, total);
         }
         break;

@@ -370,6 +370,21 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
             break;
         }
     }
+    /* fusions of the fast path: a conv computes its batch norm's statistics as it writes its
+     * output; a batch norm applies the in-place ReLU after it */
+    for (int i = 1; i < nspec; i++) {
+        st_layer *l = &m->layers[i], *prev = &m->layers[i - 1];
+        if (l->kind == ST_L_BN && prev->kind == ST_L_CONV) {
+            prev->conv_stats = xcalloc(2 * (size_t)prev->conv.oc, sizeof(double), &total);
+            if (!prev->conv_stats)
+                goto oom;
+            l->stats_src = prev;
+        }
+        if (l->kind == ST_L_RELU && prev->kind == ST_L_BN && l->out == prev->out) {
+            prev->relu_fused = 1;
+            l->fused = 1;
+        }
+    }
     if (st_kernels_init(m, err) != 0) {
         st_model_free(m);
         return NULL;
@@ -412,6 +427,7 @@ void st_model_free(st_model *m)
         free(l->save_invstd);
         free(l->argmax);
         free(l->mask);
+        free(l->conv_stats);
     }
     st_kernels_free(m);
     free(m->layers);

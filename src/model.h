@@ -41,6 +41,13 @@ typedef struct st_layer {
     float *save_mean, *save_invstd;      /* batch norm: statistics of the last training batch */
     int32_t *argmax;                     /* max pool: index of the maximum, per output */
     float *mask;                         /* dropout: 0 or 1/(1-p), per output */
+    /* Fusions of the fast path (kernels.c; the reference path ignores them): */
+    double *conv_stats;   /* conv feeding a batch norm: [oc][2] sum and sum of squares of its
+                             output over the last training batch, computed as it is written */
+    int stats_valid;      /* conv_stats describe the current output */
+    struct st_layer *stats_src; /* batch norm: the conv whose conv_stats describe its input */
+    int relu_fused;       /* batch norm: also applies the ReLU that follows it (both passes) */
+    int fused;            /* ReLU: done by the batch norm before it */
     float *out;                          /* output activations, max_batch * out_size */
     int shares_out;                      /* out is the previous layer's buffer (in place) */
 } st_layer;

@@ -66,7 +66,7 @@ static void test_conv_fast_vs_ref(void)
         float *ws = malloc(st_conv_ws_floats(&s, c->N, nt) * 4);
         fill(x, nin, &r), fill(w, nw, &r), fill(b, c->OC, &r), fill(dy, nout, &r);
         conv2d_forward_ref(y1, x, w, b, c->N, c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P);
-        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt);
+        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, NULL);
         conv2d_backward_ref(dx1, dw1, db1, dy, x, w, c->N, c->C, c->H, c->W, c->OC, c->K, c->K,
                             c->S, c->P);
         st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt);

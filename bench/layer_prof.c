@@ -1,0 +1,95 @@
+/* layer_prof.c - where a CNN training step spends its time, layer by layer (not a test).
+ *
+ *   build/bench/layer_prof [batch] [steps] [threads] [eval]
+ *
+ * Builds the tutorial's CNN, feeds it random images, and times each layer's forward and backward
+ * pass over `steps` steps (after two warm-up steps). With "eval" as the fourth argument it times
+ * inference (evaluation mode) only. Uses the library's internal headers. */
+#include "model.h"
+#include "kernels.h"
+#include "gemm.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    int batch = argc > 1 ? atoi(argv[1]) : 64;
+    int steps = argc > 2 ? atoi(argv[2]) : 50;
+    int threads = argc > 3 ? atoi(argv[3]) : 2;
+    int eval = argc > 4 && strcmp(argv[4], "eval") == 0;
+    st_set_threads(threads);
+    st_error err;
+    st_model *m = st_model_create(ST_MODEL_CNN, batch, 1, &err);
+    if (!m) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    st_model_set_training(m, !eval);
+    float *x = malloc(sizeof(float) * 784 * (size_t)batch);
+    uint8_t *y = malloc((size_t)batch);
+    st_rng r;
+    st_rng_seed(&r, 5);
+    for (int i = 0; i < 784 * batch; i++)
+        x[i] = (float)(st_rng_next(&r) >> 40) / (float)(1 << 24);
+    for (int i = 0; i < batch; i++)
+        y[i] = (uint8_t)(st_rng_next(&r) % 10);
+    int L = m->nlayers;
+    double *tf = calloc((size_t)L, sizeof(double)), *tb = calloc((size_t)L, sizeof(double));
+    double t_loss = 0, t_total = 0;
+    for (int s = 0; s < steps + 2; s++) {
+        int rec = s >= 2;
+        double t0 = omp_get_wtime();
+        m->input = x;
+        m->batch = batch;
+        const float *in = x;
+        for (int i = 0; i < L; i++) {
+            double a = omp_get_wtime();
+            st_layer_forward(m, &m->layers[i], in, batch);
+            if (rec)
+                tf[i] += omp_get_wtime() - a;
+            in = m->layers[i].out;
+        }
+        if (!eval) {
+            double a = omp_get_wtime();
+            float loss;
+            st_model_zero_grad(m);
+            st_model_loss(m, y, &loss, &err);
+            if (rec)
+                t_loss += omp_get_wtime() - a;
+            int cur = 0;
+            for (int i = L - 1; i >= 0; i--) {
+                st_layer *l = &m->layers[i];
+                const float *lin = i > 0 ? m->layers[i - 1].out : m->input;
+                int t = (l->kind == ST_L_RELU || l->kind == ST_L_DROPOUT ||
+                         l->kind == ST_L_FLATTEN || l->kind == ST_L_BN)
+                            ? cur
+                            : cur ^ 1;
+                float *dinp = i > 0 ? m->dbuf[t] : NULL;
+                a = omp_get_wtime();
+                st_layer_backward(m, l, lin, m->dbuf[cur], dinp, batch);
+                if (rec)
+                    tb[i] += omp_get_wtime() - a;
+                cur = t;
+            }
+        }
+        if (rec)
+            t_total += omp_get_wtime() - t0;
+    }
+    printf("CNN %s, batch %d, %d threads, kernel %s: %.3f ms per step (%.0f images/s)\n",
+           eval ? "inference" : "training", batch, threads, st_gemm_kernel_for_level(st_cpu_level())->name,
+           1e3 * t_total / steps, batch * steps / t_total);
+    printf("%-14s %-32s %9s %9s %6s\n", "layer", "", "fwd ms", "bwd ms", "share");
+    for (int i = 0; i < L; i++)
+        printf("%-14s %-32s %9.3f %9.3f %5.1f%%\n", m->layers[i].name, m->layers[i].desc,
+               1e3 * tf[i] / steps, 1e3 * tb[i] / steps, 100 * (tf[i] + tb[i]) / t_total);
+    printf("%-14s %-32s %9.3f\n", "loss+zero", "", 1e3 * t_loss / steps);
+    st_model_free(m);
+    free(x);
+    free(y);
+    free(tf);
+    free(tb);
+    return 0;
+}
