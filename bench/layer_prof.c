@@ -21,6 +21,7 @@ int main(int argc, char **argv)
     int threads = argc > 3 ? atoi(argv[3]) : 2;
     int eval = argc > 4 && strcmp(argv[4], "eval") == 0;
     st_set_threads(threads);
+    st_threads_cap(batch < ST_SMALL_BATCH ? 1 : 0); /* as st_model_forward does */
     st_error err;
     st_model *m = st_model_create(ST_MODEL_CNN, batch, 1, &err);
     if (!m) {
