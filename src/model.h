@@ -20,6 +20,8 @@ typedef enum st_layer_kind {
 #define ST_BN_EPS 1e-5f
 /* Batches smaller than this run on one thread (waking threads costs more than it saves). */
 #define ST_SMALL_BATCH 4
+/* Evaluation-mode forwards of more images than this run chunk by chunk (model.c). */
+#define ST_EVAL_CHUNK 64
 
 typedef struct st_layer {
     st_layer_kind kind;

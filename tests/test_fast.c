@@ -179,6 +179,74 @@ static void test_models_fast_vs_ref(void)
     model_fast_vs_ref(ST_MODEL_MLP);
 }
 
+/* Evaluation of a batch larger than the evaluation chunk (run 64 images at a time, reusing the
+ * layers' buffers) agrees with the reference kernels, and each image's logits match a separate
+ * forward of its own chunk; intermediate outputs hold the last chunk. */
+static void test_eval_chunked(void)
+{
+    st_error err;
+    int N = 150;
+    st_model *a = st_model_create(ST_MODEL_CNN, N, 21, &err);
+    st_model *b = st_model_create(ST_MODEL_CNN, N, 21, &err);
+    CHECK(a && b);
+    if (!a || !b)
+        return;
+    st_model_use_reference(a, 1);
+    /* a few training steps first, so that batch norm's running statistics are not trivial */
+    st_rng r;
+    st_rng_seed(&r, 3);
+    float *x = malloc((size_t)N * 784 * 4), *chunk_logits = malloc((size_t)N * 10 * 4);
+    uint8_t y[150];
+    for (int i = 0; i < N * 784; i++)
+        x[i] = st_rng_uniform(&r);
+    for (int i = 0; i < N; i++)
+        y[i] = (uint8_t)st_rng_below(&r, 10);
+    for (int step = 0; step < 2; step++) {
+        float loss;
+        st_model_zero_grad(b);
+        CHECK(st_model_forward(b, x, 32, NULL, &err) == 0 && st_model_loss(b, y, &loss, &err) == 0);
+        CHECK(st_model_backward(b, &err) == 0);
+    }
+    for (int t = 0; t < st_model_num_tensors(b); t++) { /* same weights and statistics in a */
+        const st_tensor *ta = st_model_tensor(a, t), *tb = st_model_tensor(b, t);
+        memcpy(ta->data, tb->data, ta->numel * (ta->dtype == ST_I64 ? 8 : 4));
+    }
+    st_model_set_training(a, 0);
+    st_model_set_training(b, 0);
+    for (int lo = 0; lo < N; lo += 64) { /* each chunk alone (no chunking inside) */
+        int n = N - lo < 64 ? N - lo : 64;
+        const float *l;
+        CHECK(st_model_forward(b, x + (size_t)lo * 784, n, &l, &err) == 0);
+        memcpy(chunk_logits + (size_t)lo * 10, l, (size_t)n * 10 * 4);
+    }
+    const float *la, *lb;
+    CHECK(st_model_forward(a, x, N, &la, &err) == 0);
+    CHECK(st_model_forward(b, x, N, &lb, &err) == 0);
+    double worst_ref = 0, worst_chunk = 0;
+    for (int i = 0; i < N * 10; i++) {
+        double d = fabs((double)la[i] - lb[i]) / (1.0 + fabs((double)la[i]));
+        worst_ref = d > worst_ref ? d : worst_ref;
+        d = fabs((double)chunk_logits[i] - lb[i]);
+        worst_chunk = d > worst_chunk ? d : worst_chunk;
+    }
+    /* the last chunk's block-3 output sits at the start of the buffer */
+    const float *o_a = st_model_layer_output(a, 10), *o_b = st_model_layer_output(b, 10);
+    size_t per = 64 * 7 * 7;
+    double worst_feat = 0;
+    for (size_t i = 0; i < (size_t)(N - 128) * per; i++) {
+        double d = fabs((double)o_a[128 * per + i] - o_b[i]) / (1.0 + fabs((double)o_a[128 * per + i]));
+        worst_feat = d > worst_feat ? d : worst_feat;
+    }
+    printf("    batch %d in chunks of 64: logits vs reference rel %.3g, vs chunk by chunk %.3g, "
+           "last chunk's block3 output vs reference %.3g\n",
+           N, worst_ref, worst_chunk, worst_feat);
+    CHECK(worst_ref < 1e-5);
+    CHECK(worst_chunk == 0.0);
+    CHECK(worst_feat < 1e-5);
+    free(x), free(chunk_logits);
+    st_model_free(a), st_model_free(b);
+}
+
 /* The fast dropout draws exactly the masks of the reference. */
 static void test_dropout_masks_match(void)
 {
@@ -259,6 +327,7 @@ int main(void)
 {
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
+    RUN(test_eval_chunked);
     RUN(test_models_fast_vs_ref);
     RUN(test_dropout_masks_match);
     RUN(test_threads_bit_identical);
