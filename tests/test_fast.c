@@ -48,6 +48,9 @@ static void test_conv_fast_vs_ref(void)
         {1, 1, 28, 28, 16, 5, 1, 2}, {3, 16, 14, 14, 32, 3, 1, 1}, {5, 32, 7, 7, 64, 3, 1, 1},
         {2, 3, 7, 9, 5, 3, 2, 0},    {4, 2, 9, 7, 3, 1, 1, 0},     {17, 4, 6, 5, 6, 5, 2, 2},
         {64, 1, 28, 28, 16, 5, 1, 2}, {33, 16, 14, 14, 8, 3, 2, 1},
+        /* the implicit-GEMM path (stride 1) at other paddings, odd sizes, partial slivers */
+        {3, 5, 8, 11, 7, 3, 1, 0},    {2, 3, 6, 10, 13, 5, 1, 1},   {40, 32, 7, 7, 64, 3, 1, 1},
+        {2, 7, 1, 1, 3, 1, 1, 0},     {3, 2, 3, 4, 5, 3, 1, 2},
     };
     st_rng r;
     st_rng_seed(&r, 42);
@@ -102,7 +105,7 @@ static void model_fast_vs_ref(st_model_kind kind)
     st_rng_seed(&r, 9);
     float *x = malloc((size_t)N * 784 * 4);
     uint8_t y[64];
-    double worst_logit = 0, worst_grad = 0;
+    double worst_logit = 0, worst_logit_later = 0, worst_grad = 0;
     for (int step = 0; step < 3; step++) {
         for (int i = 0; i < N * 784; i++)
             x[i] = st_rng_uniform(&r);
@@ -114,9 +117,11 @@ static void model_fast_vs_ref(st_model_kind kind)
         CHECK(st_model_forward(a, x, N, &la, &err) == 0);
         CHECK(st_model_forward(b, x, N, &lb, &err) == 0);
         CHECK(st_model_loss(a, y, &lossa, &err) == 0 && st_model_loss(b, y, &lossb, &err) == 0);
+        /* step 0: the same parameters; later steps: parameters that Adam moved apart (below) */
+        double *worst = step == 0 ? &worst_logit : &worst_logit_later;
         for (int i = 0; i < N * 10; i++) {
             double d = fabs((double)la[i] - lb[i]) / (1.0 + fabs((double)la[i]));
-            worst_logit = d > worst_logit ? d : worst_logit;
+            *worst = d > *worst ? d : *worst;
         }
         CHECK(st_model_backward(a, &err) == 0 && st_model_backward(b, &err) == 0);
         const float *ga = st_model_grads(a);
@@ -149,6 +154,7 @@ static void model_fast_vs_ref(st_model_kind kind)
      * zero (a conv bias before batch norm) moves by +-lr on rounding noise alone, in either
      * system: such tensors are skipped here. */
     double worst_param = 0;
+    size_t moved = 0; /* parameters more than a tenth of a step apart */
     for (int t = 0; t < st_model_num_tensors(a); t++) {
         const st_tensor *ta = st_model_tensor(a, t), *tb = st_model_tensor(b, t);
         if (!ta->grad || (kind == ST_MODEL_CNN && strstr(ta->name, ".0.bias") &&
@@ -157,16 +163,22 @@ static void model_fast_vs_ref(st_model_kind kind)
         for (size_t i = 0; i < ta->numel; i++) {
             double d = fabs((double)((float *)ta->data)[i] - ((float *)tb->data)[i]);
             worst_param = d > worst_param ? d : worst_param;
+            moved += d > 1e-4;
         }
     }
-    printf("    %s: logits rel %.3g, grads (rel. to max grad) %.3g, params after 3 Adam steps "
-           "abs %.3g\n",
-           st_model_kind_name(kind), worst_logit, worst_grad, worst_param);
+    printf("    %s: logits rel %.3g (after 1-2 Adam steps %.3g), grads (rel. to max grad) %.3g, "
+           "params after 3 Adam steps abs %.3g, %zu of %zu apart by more than 1e-4\n",
+           st_model_kind_name(kind), worst_logit, worst_logit_later, worst_grad, worst_param,
+           moved, st_model_num_params(a));
     CHECK(worst_logit < 1e-5);
     CHECK(worst_grad < 1e-5);
-    /* Adam moves each parameter by at most ~lr per step; rounding differences in the gradient
-     * can flip tiny updates, so allow a small fraction of one step. */
-    CHECK(worst_param < 3e-4);
+    /* Adam divides each gradient by its own running magnitude, so a parameter whose gradient is
+     * near zero moves by up to lr per step on rounding differences alone (different kernels
+     * round differently); the models then drift apart at that scale. Allow at most one step of
+     * difference on a few parameters (a wrong kernel moves many by much more). */
+    CHECK(worst_logit_later < 1e-3);
+    CHECK(worst_param < 1e-3);
+    CHECK(moved * 1000 < st_model_num_params(a));
     free(x);
     st_optim_free(oa), st_optim_free(ob);
     st_model_free(a), st_model_free(b);
