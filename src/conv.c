@@ -198,6 +198,12 @@ static void col2im(float *dimg, const float *dcol, size_t ldc, const st_conv_sha
             }
 }
 
+static void add_row(float *restrict dst, const float *restrict src, int n)
+{
+    for (int i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
 /* dst[0..n) = src[0..n) and acc[k % 8] += src[k] in double (8 lanes: vectorisable, fixed order) */
 static void copy_sum(float *restrict dst, double *restrict acc, const float *restrict src, int n)
 {
@@ -354,13 +360,18 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                 col2im(dinp + (size_t)(lo + j) * in_size, col + (size_t)j * P, ldc, s, xp);
         }
     }
-    /* add the group partials in group order: the same sums whatever the threads */
-    for (int g = 0; g < ng; g++) {
-        const float *pw = partial + (size_t)g * part_size, *pb = pw + wsize;
-        for (size_t i = 0; i < wsize; i++)
-            dw[i] += pw[i];
-        if (db)
-            for (int oc = 0; oc < s->OC; oc++)
-                db[oc] += pb[oc];
+    /* add the group partials in group order (the same sums whatever the threads), threads
+     * taking fixed slices of the weights */
+    long nchunks = (long)((wsize + 4095) / 4096);
+    int rt = nchunks < st_get_threads() ? (int)nchunks : st_get_threads();
+#pragma omp parallel for schedule(static) num_threads(rt) if (rt > 1)
+    for (long c = 0; c < nchunks; c++) {
+        size_t lo = (size_t)c * 4096, hi = lo + 4096 < wsize ? lo + 4096 : wsize;
+        for (int g = 0; g < ng; g++)
+            add_row(dw + lo, partial + (size_t)g * part_size + lo, (int)(hi - lo));
     }
+    if (db)
+        for (int g = 0; g < ng; g++)
+            for (int oc = 0; oc < s->OC; oc++)
+                db[oc] += partial[(size_t)g * part_size + wsize + oc];
 }
