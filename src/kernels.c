@@ -3,7 +3,15 @@
  * Convolutions and linear layers go through GEMM (conv.c, gemm.c); the element-wise layers are
  * threaded over channels or planes. Every reduction has a fixed order that does not depend on the
  * number of threads, so training is bit-identical whatever --threads is. With m->reference set,
- * the plain kernels of layers.c run instead (tests compare the two). */
+ * the plain kernels of layers.c run instead (tests compare the two).
+ *
+ * Fusions (set up in model.c, fast path only), each saving a pass over an activation:
+ *   - a conv feeding a batch norm computes the sum and sum of squares of each output channel
+ *     (in double) while it writes its output, so the batch norm's training forward is one pass;
+ *   - a batch norm followed by an in-place ReLU applies it in the same pass, and applies its mask
+ *     to the incoming gradient inside its own backward pass (the ReLU layer then does nothing);
+ *   - evaluation of large batches runs ST_EVAL_CHUNK images at a time through the whole network
+ *     (model.c), so activations stay in cache. */
 #include "kernels.h"
 
 #include "conv.h"
