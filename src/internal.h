@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <math.h>
 
 #if defined(__GNUC__)
 #define ST_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -39,6 +41,45 @@ static inline uint64_t st_rng_next_inline(st_rng *rng)
     s[2] ^= t;
     s[3] = (s[3] << 45) | (s[3] >> 19);
     return result;
+}
+
+/* Dropout masks (layers.c and kernels.c draw the same ones). Each call takes one 64-bit key from
+ * the model's generator; element i belongs to block i / ST_DROPOUT_BLOCK, whose own xoshiro256**
+ * generator is seeded from (key, block) through splitmix64, and each of its 64-bit draws decides
+ * two elements by 24-bit fractions (bits 63..40, then bits 39..16): dropped when below p. Blocks
+ * are independent, so they can be drawn in parallel, with the same masks for any thread count. */
+#define ST_DROPOUT_BLOCK 4096
+
+/* Elements [0, n) of block `block` (n <= ST_DROPOUT_BLOCK): mask = 0 or scale, out = in * mask.
+ * threshold = ceil(p * 2^24). No branch on the random values. */
+static inline void st_dropout_block(float *restrict out, float *restrict mask,
+                                    const float *restrict in, size_t n, uint64_t key,
+                                    uint64_t block, uint64_t threshold, float scale)
+{
+    st_rng g;
+    st_rng_seed(&g, key ^ (block * 0xd1b54a32d192ed03ULL));
+    uint32_t sb;
+    memcpy(&sb, &scale, sizeof sb);
+    for (size_t i = 0; i < n; i += 2) {
+        uint64_t r = st_rng_next_inline(&g);
+        uint32_t k0 = sb & ((uint32_t)0 - (uint32_t)((r >> 40) >= threshold));
+        uint32_t k1 = sb & ((uint32_t)0 - (uint32_t)(((r >> 16) & 0xffffff) >= threshold));
+        float m0, m1;
+        memcpy(&m0, &k0, sizeof m0);
+        memcpy(&m1, &k1, sizeof m1);
+        mask[i] = m0;
+        out[i] = in[i] * m0;
+        if (i + 1 < n) {
+            mask[i + 1] = m1;
+            out[i + 1] = in[i + 1] * m1;
+        }
+    }
+}
+
+static inline uint64_t st_dropout_threshold(float p)
+{
+    double t = ceil((double)p * 16777216.0);
+    return t < 0.0 ? 0 : (uint64_t)t;
 }
 
 #endif

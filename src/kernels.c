@@ -432,32 +432,23 @@ static void relu_backward(float *dinp, const float *dout, const float *out, size
     }
 }
 
-/* Same masks as dropout_forward_ref: element i is dropped when the top 24 bits of the i-th draw,
- * as a fraction of 2^24, are below p; compared as integers, without a branch. */
-static void dropout_forward(float *restrict out, float *restrict mask, const float *restrict in,
-                            size_t n, float p, st_rng *rng)
+/* The masks of dropout_forward_ref (see st_dropout_block), blocks drawn in parallel. */
+static void dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
+                            st_rng *rng)
 {
-    uint64_t threshold = (uint64_t)ceil((double)p * 16777216.0);
-    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    if (!(p > 0.0f)) { /* as the reference: no draws, identity */
-        for (size_t i = 0; i < n; i++) {
-            mask[i] = scale;
-            out[i] = in[i] * scale;
-        }
+    if (!(p > 0.0f)) {
+        dropout_forward_ref(out, mask, in, n, p, rng);
         return;
     }
-    uint32_t scale_bits;
-    memcpy(&scale_bits, &scale, sizeof scale_bits);
-    st_rng local = *rng; /* the state in registers, not re-read through a pointer each draw */
-    for (size_t i = 0; i < n; i++) {
-        uint64_t r = st_rng_next_inline(&local) >> 40;
-        uint32_t kb = scale_bits & ((uint32_t)0 - (uint32_t)(r >= threshold)); /* no branch */
-        float k;
-        memcpy(&k, &kb, sizeof k); /* 0 or scale */
-        mask[i] = k;
-        out[i] = in[i] * k;
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    uint64_t key = st_rng_next(rng), threshold = st_dropout_threshold(p);
+    long nb = (long)((n + ST_DROPOUT_BLOCK - 1) / ST_DROPOUT_BLOCK);
+#pragma omp parallel for schedule(static) num_threads(nthreads()) if (nb > 4)
+    for (long b = 0; b < nb; b++) {
+        size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
+        size_t len = n - lo < ST_DROPOUT_BLOCK ? n - lo : ST_DROPOUT_BLOCK;
+        st_dropout_block(out + lo, mask + lo, in + lo, len, key, (uint64_t)b, threshold, scale);
     }
-    *rng = local;
 }
 
 static void mul_chunk(float *restrict out, const float *restrict a, const float *restrict b,

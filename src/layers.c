@@ -3,6 +3,7 @@
  * gradients). Sums that PyTorch accumulates in double on the CPU (batch-norm statistics, the loss)
  * are accumulated in double here too. */
 #include "layers.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -195,9 +196,17 @@ void maxpool2d_backward_ref(float *dinp, const float *dout, const int32_t *argma
 void dropout_forward_ref(float *out, float *mask, const float *inp, size_t n, float p, st_rng *rng)
 {
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        mask[i] = (p > 0.0f && st_rng_uniform(rng) < p) ? 0.0f : scale;
-        out[i] = inp[i] * mask[i];
+    if (!(p > 0.0f)) { /* no draws: the identity */
+        for (size_t i = 0; i < n; i++) {
+            mask[i] = scale;
+            out[i] = inp[i] * scale;
+        }
+        return;
+    }
+    uint64_t key = st_rng_next(rng), threshold = st_dropout_threshold(p);
+    for (size_t lo = 0, b = 0; lo < n; lo += ST_DROPOUT_BLOCK, b++) {
+        size_t len = n - lo < ST_DROPOUT_BLOCK ? n - lo : ST_DROPOUT_BLOCK;
+        st_dropout_block(out + lo, mask + lo, inp + lo, len, key, b, threshold, scale);
     }
 }
 

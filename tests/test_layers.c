@@ -448,6 +448,21 @@ static void test_dropout(void)
         CHECK(memcmp(mask, mask2, n * sizeof(float)) == 0);
         dropout_forward_ref(out, mask2, x, n, p, &rng);
         CHECK(memcmp(mask, mask2, n * sizeof(float)) != 0);
+        /* masks are drawn in blocks of 4096 from generators seeded per block: neighbouring
+         * blocks, and the two halves of each 64-bit draw, must not repeat each other; pairs of
+         * neighbouring elements agree as often as independent ones would */
+        size_t same_block = 0, pairs_agree = 0;
+        for (size_t i = 0; i + 4096 < n; i++)
+            same_block += (mask[i] != 0.0f) == (mask[i + 4096] != 0.0f);
+        for (size_t i = 0; i + 1 < n; i += 2)
+            pairs_agree += (mask[i] != 0.0f) == (mask[i + 1] != 0.0f);
+        double pa = p * p + (1.0 - p) * (1.0 - p); /* chance that two independent ones agree */
+        double m1 = (n - 4096) * pa, s1 = sqrt((n - 4096) * pa * (1 - pa));
+        double m2 = (n / 2) * pa, s2 = sqrt((n / 2) * pa * (1 - pa));
+        CHECKF(fabs(same_block - m1) <= 5 * s1, "p=%g blocks agree %zu, expected %.0f", (double)p,
+               same_block, m1);
+        CHECKF(fabs(pairs_agree - m2) <= 5 * s2, "p=%g pairs agree %zu, expected %.0f", (double)p,
+               pairs_agree, m2);
     }
     /* p = 0: identity, no randomness used */
     st_rng_seed(&rng, 5);
