@@ -314,7 +314,24 @@ static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const floa
     }
 }
 
-static void maxpool_forward(st_layer *l, const float *in, int n)
+/* The same maxima without their positions (evaluation mode: no backward pass). */
+static void maxpool2x2_plane_noidx(float *restrict y, const float *restrict x, int W, int OH,
+                                   int OW)
+{
+    for (int oh = 0; oh < OH; oh++) {
+        const float *r0 = x + (size_t)2 * oh * W, *r1 = r0 + W;
+        for (int ow = 0; ow < OW; ow++) {
+            float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            float m = a;
+            m = ((b > m || b != b) && m == m) ? b : m;
+            m = ((c > m || c != c) && m == m) ? c : m;
+            m = ((d > m || d != d) && m == m) ? d : m;
+            y[oh * OW + ow] = m;
+        }
+    }
+}
+
+static void maxpool_forward(st_layer *l, const float *in, int n, int want_argmax)
 {
     int planes = n * l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
     int K = l->pool.k, S = l->pool.s;
@@ -323,9 +340,14 @@ static void maxpool_forward(st_layer *l, const float *in, int n)
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(nthreads()) if (planes > 8)
-    for (int p = 0; p < planes; p++)
-        maxpool2x2_plane(l->out + (size_t)p * OH * OW, l->argmax + (size_t)p * OH * OW,
-                         in + (size_t)p * H * W, W, OH, OW);
+    for (int p = 0; p < planes; p++) {
+        if (want_argmax)
+            maxpool2x2_plane(l->out + (size_t)p * OH * OW, l->argmax + (size_t)p * OH * OW,
+                             in + (size_t)p * H * W, W, OH, OW);
+        else
+            maxpool2x2_plane_noidx(l->out + (size_t)p * OH * OW, in + (size_t)p * H * W, W, OH,
+                                   OW);
+    }
 }
 
 static void maxpool_backward(st_layer *l, const float *dout, float *dinp, int n)
@@ -502,7 +524,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
             maxpool2d_forward_ref(l->out, l->argmax, in, n, l->in_c, l->in_h, l->in_w, l->pool.k,
                                   l->pool.s);
         else
-            maxpool_forward(l, in, n);
+            maxpool_forward(l, in, n, m->training);
         break;
     case ST_L_DROPOUT:
         if (m->training && m->dropout_enabled)
@@ -510,8 +532,9 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
                                                           &m->rng);
         else {
             memcpy(l->out, in, total * sizeof(float));
-            for (size_t i = 0; i < total; i++)
-                l->mask[i] = 1.0f;
+            if (m->training) /* evaluation mode has no backward pass: no mask needed */
+                for (size_t i = 0; i < total; i++)
+                    l->mask[i] = 1.0f;
         }
         break;
     case ST_L_LINEAR:
