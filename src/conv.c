@@ -1,7 +1,8 @@
 /* conv.c - the fast Conv2d: im2col + GEMM over groups of images, threaded and deterministic.
  *
- * The batch is cut into at most ST_CONV_GROUPS groups of consecutive images; the cut depends on
- * the batch size only, never on the number of threads. For a group of G images:
+ * The batch is cut into groups of consecutive images with about 256 KiB of im2col matrix each (at
+ * most ST_CONV_GROUPS groups); the cut depends on the batch size and the layer's shape only, never
+ * on the number of threads. For a group of G images:
  *   forward:  col[CKK, G*P] = im2col(images), y[OC, G*P] = W[OC, CKK] * col, then y is scattered
  *             into NCHW with the bias added (P = OH*OW, CKK = C*KH*KW);
  *   backward: dy[OC, G*P] gathered from NCHW, dW_g = dy * col^T, db_g = row sums of dy,
@@ -23,14 +24,26 @@ static void group_range(int N, int g, int ngroups, int *lo, int *hi)
     *hi = (int)((long)N * (g + 1) / ngroups);
 }
 
-static int num_groups(int N)
+/* Images per group: enough for about 64K floats (256 KiB) of im2col matrix, so that a group's
+ * working set stays in L2 while its GEMMs are as long as possible. */
+static int images_per_group(const st_conv_shape *s)
 {
-    return N < ST_CONV_GROUPS ? N : ST_CONV_GROUPS;
+    long col = (long)s->C * s->KH * s->KW * s->OH * s->OW;
+    long g = 65536 / (col > 0 ? col : 1);
+    return g < 1 ? 1 : (int)g;
 }
 
-static int max_group(int N)
+/* The groups depend on the batch size and the layer's shape only, never on the threads. */
+static int num_groups(const st_conv_shape *s, int N)
 {
-    int ng = num_groups(N);
+    int per = images_per_group(s);
+    int ng = (N + per - 1) / per;
+    return ng < ST_CONV_GROUPS ? ng : ST_CONV_GROUPS;
+}
+
+static int max_group(const st_conv_shape *s, int N)
+{
+    int ng = num_groups(s, N);
     return (N + ng - 1) / ng;
 }
 
@@ -54,7 +67,7 @@ static size_t per_thread_floats(const st_conv_shape *s, size_t G)
 size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
 {
     size_t CKK = (size_t)s->C * s->KH * s->KW;
-    size_t per_thread = per_thread_floats(s, (size_t)max_group(max_batch));
+    size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch));
     size_t partial = (size_t)ST_CONV_GROUPS * ((size_t)s->OC * CKK + (size_t)s->OC);
     size_t stats = (size_t)ST_CONV_GROUPS * 4 * (size_t)s->OC; /* 2 doubles per channel */
     return per_thread * (size_t)nthreads + (partial > stats ? partial : stats);
@@ -263,8 +276,8 @@ static double sum8(const double *a)
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                        const st_conv_shape *s, int N, float *ws, int nthreads, double *stats)
 {
-    int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(N);
-    size_t G = (size_t)max_group(N);
+    int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(s, N);
+    size_t G = (size_t)max_group(s, N);
     size_t per_thread = per_thread_floats(s, G);
     size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * P;
     int nt = threads_for(ng, nthreads);
@@ -314,8 +327,8 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const st_conv_shape *s, int N, float *ws, int nthreads)
 {
-    int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(N);
-    size_t G = (size_t)max_group(N);
+    int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(s, N);
+    size_t G = (size_t)max_group(s, N);
     size_t per_thread = per_thread_floats(s, G);
     size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * P;
     size_t wsize = (size_t)s->OC * CKK, part_size = wsize + (size_t)s->OC;
