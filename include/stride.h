@@ -115,7 +115,8 @@ void st_model_layer_info(const st_model *m, int i, st_layer_info *info);
 /* Output of layer i from the last forward: n x out_c x out_h x out_w. ReLU runs in place, so a
  * layer followed by a ReLU shows the ReLU's output (the blocks' outputs are exact). In evaluation
  * mode a forward of more than 64 images runs 64 at a time, and the layers before the last then
- * hold the last chunk's images only (the logits are always complete). */
+ * hold the last chunk's images only (the logits are always complete); a convolution followed by
+ * batch norm runs with the batch norm folded into it, so only the batch norm's output is kept. */
 const float *st_model_layer_output(const st_model *m, int i);
 
 /* Named tensors in PyTorch state_dict order: parameters and buffers (BatchNorm running_mean,

@@ -245,8 +245,15 @@ static int threads_for(int ngroups, int nthreads)
 /* dst[0..n) = src[0..n) + bias; with acc1/acc2 (8 double lanes each), also the sum and the sum
  * of squares of the values written. */
 static void scatter_row(float *restrict dst, const float *restrict src, float bias, int n,
-                        double *restrict acc1, double *restrict acc2)
+                        double *restrict acc1, double *restrict acc2, int relu)
 {
+    if (relu) { /* max(v, 0); NaN stays NaN */
+        for (int p = 0; p < n; p++) {
+            float v = src[p] + bias;
+            dst[p] = v > 0.0f ? v : (v != v ? v : 0.0f);
+        }
+        return;
+    }
     if (!acc1) {
         for (int p = 0; p < n; p++)
             dst[p] = src[p] + bias;
@@ -274,7 +281,8 @@ static double sum8(const double *a)
 }
 
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
-                       const st_conv_shape *s, int N, float *ws, int nthreads, double *stats)
+                       const st_conv_shape *s, int N, float *ws, int nthreads, double *stats,
+                       int relu)
 {
     int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(s, N);
     size_t G = (size_t)max_group(s, N);
@@ -305,7 +313,7 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
             for (int j = 0; j < gn; j++)
                 scatter_row(out + (size_t)(lo + j) * out_size + (size_t)oc * P,
                             y + (size_t)oc * ldc + (size_t)j * P, bias, P,
-                            gstats ? acc1 : NULL, acc2);
+                            gstats ? acc1 : NULL, acc2, relu && !gstats);
             if (gstats) {
                 gstats[2 * oc] = sum8(acc1);
                 gstats[2 * oc + 1] = sum8(acc2);

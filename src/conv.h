@@ -20,9 +20,11 @@ size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads);
 /* Same contracts as conv2d_forward_ref / conv2d_backward_ref (layers.h); ws has
  * st_conv_ws_floats(s, >= N, nthreads) floats (8-byte aligned, as malloc gives).
  * stats: NULL, or [OC][2] doubles receiving the sum and the sum of squares of each output
- * channel over the batch (what a following batch norm needs), in a fixed order. */
+ * channel over the batch (what a following batch norm needs), in a fixed order.
+ * relu (only without stats): the output is max(conv + bias, 0). */
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
-                       const st_conv_shape *s, int N, float *ws, int nthreads, double *stats);
+                       const st_conv_shape *s, int N, float *ws, int nthreads, double *stats,
+                       int relu);
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const st_conv_shape *s, int N, float *ws, int nthreads);
 

@@ -209,13 +209,16 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
     const double *st = l->stats_src && l->stats_src->stats_valid ? l->stats_src->conv_stats : NULL;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
-        double mean, ss;
+        double mean = 0.0, ss = 0.0;
+        int two_pass = !st;
         if (st) {
             mean = st[2 * c] / (double)M;
             ss = st[2 * c + 1] - st[2 * c] * mean; /* sum (x - mean)^2 */
-            if (!(ss >= 0.0) && ss == ss)
-                ss = 0.0;
-        } else {
+            /* this cancels when the variance is tiny next to the squared mean (relative error
+             * about 1e-16 * sum x^2 / ss): then make the two exact passes instead */
+            two_pass = !(ss > 1e-6 * st[2 * c + 1]);
+        }
+        if (two_pass) {
             double acc[8] = {0};
             for (int i = 0; i < n; i++)
                 chan_sum(acc, in + ((size_t)i * C + c) * HW, HW);
@@ -480,6 +483,27 @@ static void mul_chunk(float *restrict out, const float *restrict a, const float 
         out[i] = a[i] * b[i];
 }
 
+/* Evaluation mode, conv + batch norm (+ ReLU): batch norm's affine map folded into the conv,
+ *     w' = w * g / sqrt(var + eps),   b' = (b - mean) * g / sqrt(var + eps) + beta,
+ * and the conv writes the batch norm's (or the ReLU's) output directly: one pass instead of
+ * three. Equal to conv-then-batch-norm up to float rounding. */
+static void conv_bn_eval_forward(st_model *m, st_layer *l, const float *in, int n)
+{
+    st_layer *bn = l->bn_next;
+    int OC = l->conv.oc;
+    size_t per = (size_t)l->conv.ic * l->conv.kh * l->conv.kw;
+    float *fw = l->fold_w, *fb = fw + (size_t)OC * per;
+    for (int oc = 0; oc < OC; oc++) {
+        float k = bn->w[oc] / sqrtf(bn->running_var[oc] + ST_BN_EPS);
+        for (size_t i = 0; i < per; i++)
+            fw[(size_t)oc * per + i] = l->w[(size_t)oc * per + i] * k;
+        fb[oc] = (l->b[oc] - bn->running_mean[oc]) * k + bn->b[oc];
+    }
+    st_conv_shape s = conv_shape(l);
+    st_conv2d_forward(bn->out, in, fw, fb, &s, n, m->ws, m->ws_threads, NULL, bn->relu_fused);
+    bn->folded = 1;
+}
+
 void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
 {
     size_t total = (size_t)n * l->out_size;
@@ -490,12 +514,16 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
         if (ref)
             conv2d_forward_ref(l->out, in, l->w, l->b, n, l->in_c, l->in_h, l->in_w, l->conv.oc,
                                l->conv.kh, l->conv.kw, l->conv.stride, l->conv.pad);
+        else if (!m->training && l->bn_next)
+            conv_bn_eval_forward(m, l, in, n);
         else {
             st_conv_shape s = conv_shape(l);
             double *stats = m->training ? l->conv_stats : NULL;
-            st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads, stats);
+            st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads, stats, 0);
             l->stats_valid = stats != NULL;
         }
+        if (l->bn_next && (ref || m->training))
+            l->bn_next->folded = 0;
         break;
     case ST_L_BN:
         if (m->training) {
@@ -510,7 +538,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
         } else if (ref)
             batchnorm2d_forward_eval_ref(l->out, in, l->w, l->b, l->running_mean, l->running_var,
                                          n, l->in_c, l->in_h * l->in_w, ST_BN_EPS);
-        else
+        else if (!l->folded) /* else the conv before it wrote this output */
             bn_eval_forward(l, in, n);
         break;
     case ST_L_RELU:

@@ -49,7 +49,13 @@ typedef struct st_layer {
     int stats_valid;      /* conv_stats describe the current output */
     struct st_layer *stats_src; /* batch norm: the conv whose conv_stats describe its input */
     int relu_fused;       /* batch norm: also applies the ReLU that follows it (both passes) */
-    int fused;            /* ReLU: done by the batch norm before it */
+    struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv runs
+                                 with that batch norm folded into its weights (fold_w), writes
+                                 the batch norm's output itself and sets its `folded` */
+    float *fold_w;        /* conv: OC*C*KH*KW folded weights, then OC folded biases */
+    int folded;           /* batch norm: the conv before it already wrote this forward's output */
+    int fused;            /* ReLU: done by the batch norm before it (or by the conv before
+                             that, when the batch norm is folded) */
     float *out;                          /* output activations, max_batch * out_size */
     int shares_out;                      /* out is the previous layer's buffer (in place) */
 } st_layer;

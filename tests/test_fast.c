@@ -69,7 +69,7 @@ static void test_conv_fast_vs_ref(void)
         float *ws = malloc(st_conv_ws_floats(&s, c->N, nt) * 4);
         fill(x, nin, &r), fill(w, nw, &r), fill(b, c->OC, &r), fill(dy, nout, &r);
         conv2d_forward_ref(y1, x, w, b, c->N, c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P);
-        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, NULL);
+        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, NULL, 0);
         conv2d_backward_ref(dx1, dw1, db1, dy, x, w, c->N, c->C, c->H, c->W, c->OC, c->K, c->K,
                             c->S, c->P);
         st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt);
@@ -255,8 +255,81 @@ static void test_eval_chunked(void)
     CHECK(worst_ref < 1e-5);
     CHECK(worst_chunk == 0.0);
     CHECK(worst_feat < 1e-5);
+    /* back to training: batch norm runs again (it was folded into the convs while evaluating) */
+    st_model_set_training(a, 1);
+    st_model_set_training(b, 1);
+    st_model_set_dropout(a, 0);
+    st_model_set_dropout(b, 0);
+    CHECK(st_model_forward(a, x, 32, &la, &err) == 0 && st_model_forward(b, x, 32, &lb, &err) == 0);
+    double worst_train = 0;
+    for (int i = 0; i < 32 * 10; i++) {
+        double d = fabs((double)la[i] - lb[i]) / (1.0 + fabs((double)la[i]));
+        worst_train = d > worst_train ? d : worst_train;
+    }
+    printf("    training forward after evaluation: logits vs reference rel %.3g\n", worst_train);
+    CHECK(worst_train < 1e-5);
     free(x), free(chunk_logits);
     st_model_free(a), st_model_free(b);
+}
+
+/* Batch norm after a conv takes its statistics from sums the conv computed as it wrote its output
+ * (one pass, in double). Inputs with a huge mean and a small spread make that formula cancel;
+ * the statistics must still be those of two exact passes over the conv's output. */
+static void test_bn_stats_large_mean(void)
+{
+    st_error err;
+    int N = 8;
+    st_model *b = st_model_create(ST_MODEL_CNN, N, 4, &err);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    st_model_set_dropout(b, 0);
+    /* the first conv copies its input (centre tap 1, the rest 0), so its output has the input's
+     * mean and spread, away from the zero padding */
+    const st_tensor *w1 = st_model_find_tensor(b, "block1.0.weight");
+    float *w = w1->data;
+    memset(w, 0, w1->numel * sizeof(float));
+    for (int oc = 0; oc < 16; oc++)
+        w[oc * 25 + 12] = 1.0f;
+    st_rng r;
+    st_rng_seed(&r, 8);
+    float *x = malloc((size_t)N * 784 * 4);
+    const float offsets[] = {0.0f, 300.0f, 3e5f};
+    const st_layer *conv = &b->layers[0], *bn = &b->layers[1];
+    int C = bn->in_c, HW = bn->in_h * bn->in_w;
+    for (int t = 0; t < 3; t++) {
+        for (int i = 0; i < N * 784; i++)
+            x[i] = offsets[t] + st_rng_uniform(&r);
+        const float *lb;
+        CHECK(st_model_forward(b, x, N, &lb, &err) == 0);
+        double worst_mean = 0, worst_invstd = 0, ratio = 0;
+        for (int c = 0; c < C; c++) {
+            double s = 0, ss = 0, s2 = 0;
+            for (int i = 0; i < N; i++)
+                for (int k = 0; k < HW; k++)
+                    s += conv->out[((size_t)i * C + c) * HW + k];
+            double mean = s / ((double)N * HW);
+            for (int i = 0; i < N; i++)
+                for (int k = 0; k < HW; k++) {
+                    double v = conv->out[((size_t)i * C + c) * HW + k];
+                    ss += (v - mean) * (v - mean);
+                    s2 += v * v;
+                }
+            double invstd = 1.0 / sqrt(ss / ((double)N * HW) + 1e-5);
+            double dm = fabs(bn->save_mean[c] - mean) / (fabs(mean) + 1e-3);
+            double di = fabs(bn->save_invstd[c] - invstd) / invstd;
+            worst_mean = dm > worst_mean ? dm : worst_mean;
+            worst_invstd = di > worst_invstd ? di : worst_invstd;
+            ratio = s2 / ss > ratio ? s2 / ss : ratio;
+        }
+        printf("    inputs %g + U(0,1): sum x^2 / sum (x-mean)^2 up to %.3g; batch-norm mean rel "
+               "%.3g, 1/std rel %.3g (vs two passes)\n",
+               (double)offsets[t], ratio, worst_mean, worst_invstd);
+        CHECK(worst_mean < 1e-6);
+        CHECK(worst_invstd < 1e-6);
+    }
+    free(x);
+    st_model_free(b);
 }
 
 /* The fast dropout draws exactly the masks of the reference. */
@@ -340,6 +413,7 @@ int main(void)
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
     RUN(test_eval_chunked);
+    RUN(test_bn_stats_large_mean);
     RUN(test_models_fast_vs_ref);
     RUN(test_dropout_masks_match);
     RUN(test_threads_bit_identical);
