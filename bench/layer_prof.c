@@ -1,10 +1,11 @@
 /* layer_prof.c - where a CNN training step spends its time, layer by layer (not a test).
  *
- *   build/bench/layer_prof [batch] [steps] [threads] [eval]
+ *   build/bench/layer_prof [batch] [steps] [threads] [train|eval] [cnn|mlp|linear]
  *
- * Builds the tutorial's CNN, feeds it random images, and times each layer's forward and backward
- * pass over `steps` steps (after two warm-up steps). With "eval" as the fourth argument it times
- * inference (evaluation mode) only. Uses the library's internal headers. */
+ * Builds one of the tutorial's models (default: the CNN), feeds it random images, and times each
+ * layer's forward and backward pass over `steps` steps (after two warm-up steps). With "eval" as
+ * the fourth argument it times inference (evaluation mode) only. Uses the library's internal
+ * headers. */
 #include "model.h"
 #include "kernels.h"
 #include "gemm.h"
@@ -20,10 +21,15 @@ int main(int argc, char **argv)
     int steps = argc > 2 ? atoi(argv[2]) : 50;
     int threads = argc > 3 ? atoi(argv[3]) : 2;
     int eval = argc > 4 && strcmp(argv[4], "eval") == 0;
+    st_model_kind kind = ST_MODEL_CNN;
     st_set_threads(threads);
     st_threads_cap(batch < ST_SMALL_BATCH ? 1 : 0); /* as st_model_forward does */
     st_error err;
-    st_model *m = st_model_create(ST_MODEL_CNN, batch, 1, &err);
+    if (argc > 5 && st_model_kind_parse(argv[5], &kind, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
+    st_model *m = st_model_create(kind, batch, 1, &err);
     if (!m) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
@@ -39,9 +45,24 @@ int main(int argc, char **argv)
         y[i] = (uint8_t)(st_rng_next(&r) % 10);
     int L = m->nlayers;
     double *tf = calloc((size_t)L, sizeof(double)), *tb = calloc((size_t)L, sizeof(double));
-    double t_loss = 0, t_total = 0;
+    double t_loss = 0, t_total = 0, t_opt = 0;
+    st_optim_config cfg = st_adam_config(1e-3);
+    st_optim *opt = eval ? NULL : st_optim_create(m, &cfg, &err);
+    /* LAYER_PROF_DATA=DIR: real FashionMNIST training batches instead of random images */
+    st_dataset ds = {0};
+    const char *dir = getenv("LAYER_PROF_DATA");
+    if (dir && st_dataset_load_fashion(&ds, dir, 1, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
     for (int s = 0; s < steps + 2; s++) {
         int rec = s >= 2;
+        if (ds.n) {
+            uint32_t idx[4096];
+            for (int i = 0; i < batch && i < 4096; i++)
+                idx[i] = (uint32_t)((((uint64_t)s * batch + i) * 2654435761u) % (uint64_t)ds.n);
+            st_dataset_batch(&ds, idx, batch, x, y);
+        }
         double t0 = omp_get_wtime();
         m->input = x;
         m->batch = batch;
@@ -75,19 +96,27 @@ int main(int argc, char **argv)
                     tb[i] += omp_get_wtime() - a;
                 cur = t;
             }
+            a = omp_get_wtime();
+            st_optim_step(opt);
+            if (rec)
+                t_opt += omp_get_wtime() - a;
         }
         if (rec)
             t_total += omp_get_wtime() - t0;
     }
-    printf("CNN %s, batch %d, %d threads, kernel %s: %.3f ms per step (%.0f images/s)\n",
-           eval ? "inference" : "training", batch, threads, st_gemm_kernel_for_level(st_cpu_level())->name,
+    printf("%s %s, batch %d, %d threads, kernel %s: %.3f ms per step (%.0f images/s)\n",
+           st_model_kind_name(kind), eval ? "inference" : "training", batch, threads, st_gemm_kernel_for_level(st_cpu_level())->name,
            1e3 * t_total / steps, batch * steps / t_total);
     printf("%-14s %-32s %9s %9s %6s\n", "layer", "", "fwd ms", "bwd ms", "share");
     for (int i = 0; i < L; i++)
         printf("%-14s %-32s %9.3f %9.3f %5.1f%%\n", m->layers[i].name, m->layers[i].desc,
                1e3 * tf[i] / steps, 1e3 * tb[i] / steps, 100 * (tf[i] + tb[i]) / t_total);
     printf("%-14s %-32s %9.3f\n", "loss+zero", "", 1e3 * t_loss / steps);
+    if (opt)
+        printf("%-14s %-32s %9.3f\n", "adam step", "", 1e3 * t_opt / steps);
+    st_optim_free(opt);
     st_model_free(m);
+    st_dataset_free(&ds);
     free(x);
     free(y);
     free(tf);
