@@ -81,15 +81,18 @@ int main(int argc, char **argv)
             st_model_loss(m, y, &loss, &err);
             if (rec)
                 t_loss += omp_get_wtime() - a;
-            int cur = 0;
-            for (int i = L - 1; i >= 0; i--) {
+            int cur = 0, first = 0; /* as st_model_backward: no input gradient for the first
+                                       layer with parameters, nothing before it */
+            while (first < L - 1 && !m->layers[first].w)
+                first++;
+            for (int i = L - 1; i >= first; i--) {
                 st_layer *l = &m->layers[i];
                 const float *lin = i > 0 ? m->layers[i - 1].out : m->input;
                 int t = (l->kind == ST_L_RELU || l->kind == ST_L_DROPOUT ||
                          l->kind == ST_L_FLATTEN || l->kind == ST_L_BN)
                             ? cur
                             : cur ^ 1;
-                float *dinp = i > 0 ? m->dbuf[t] : NULL;
+                float *dinp = i > first ? m->dbuf[t] : NULL;
                 a = omp_get_wtime();
                 st_layer_backward(m, l, lin, m->dbuf[cur], dinp, batch);
                 if (rec)

@@ -563,12 +563,17 @@ int st_model_backward(st_model *m, st_error *err)
     if (!m->training)
         return st_seterr(err, "backward: the model is in evaluation mode");
     int cap = st_threads_cap(m->batch < ST_SMALL_BATCH ? 1 : 0);
+    /* Nothing needs the gradient with respect to the input of the first layer with parameters
+     * (before it there are only parameter-free layers such as Flatten): stop there. */
+    int first = 0;
+    while (first < m->nlayers - 1 && layer_num_params(&m->layers[first]) == 0)
+        first++;
     int cur = 0; /* dbuf[cur] holds the gradient of the current layer's output */
-    for (int i = m->nlayers - 1; i >= 0; i--) {
+    for (int i = m->nlayers - 1; i >= first; i--) {
         st_layer *l = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].out : m->input;
         int t = backward_in_place(l) ? cur : cur ^ 1;
-        float *dinp = i > 0 ? m->dbuf[t] : NULL;
+        float *dinp = i > first ? m->dbuf[t] : NULL;
         st_layer_backward(m, l, in, m->dbuf[cur], dinp, m->batch);
         cur = t;
     }
