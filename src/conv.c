@@ -280,52 +280,133 @@ static double sum8(const double *a)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+/* One call's operands and layout, shared by the groups. */
+typedef struct conv_call {
+    const st_conv_shape *s;
+    int N, P, CKK, ng, relu;
+    size_t G, per_thread, in_size, out_size;
+    const float *inp, *w, *b, *dout;
+    float *out, *dinp, *ws, *partial;
+    double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
+} conv_call;
+
+/* Forward of group g on the calling thread with its scratch col; inner: thread the GEMM. */
+static void forward_group(const conv_call *c, int g, float *col, int inner)
+{
+    const st_conv_shape *s = c->s;
+    int lo, hi;
+    group_range(c->N, g, c->ng, &lo, &hi);
+    int gn = hi - lo, P = c->P, CKK = c->CKK;
+    size_t ldc = (size_t)gn * P;
+    float *y = col + (size_t)CKK * c->G * P, *xp = y + (size_t)s->OC * c->G * P;
+    for (int j = 0; j < gn; j++)
+        im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
+    if (inner)
+        st_sgemm(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y, (int)ldc);
+    else
+        st_sgemm_st(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y,
+                    (int)ldc);
+    double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
+    for (int oc = 0; oc < s->OC; oc++) {
+        double acc1[8] = {0}, acc2[8] = {0};
+        float bias = c->b ? c->b[oc] : 0.0f;
+        for (int j = 0; j < gn; j++)
+            scatter_row(c->out + (size_t)(lo + j) * c->out_size + (size_t)oc * P,
+                        y + (size_t)oc * ldc + (size_t)j * P, bias, P, gstats ? acc1 : NULL,
+                        acc2, c->relu && !gstats);
+        if (gstats) {
+            gstats[2 * oc] = sum8(acc1);
+            gstats[2 * oc + 1] = sum8(acc2);
+        }
+    }
+}
+
+/* Backward of group g: its weight-gradient partial, and its images' input gradients. */
+static void backward_group(const conv_call *c, int g, float *col, int inner)
+{
+    const st_conv_shape *s = c->s;
+    int lo, hi;
+    group_range(c->N, g, c->ng, &lo, &hi);
+    int gn = hi - lo, P = c->P, CKK = c->CKK;
+    size_t ldc = (size_t)gn * P, wsize = (size_t)s->OC * CKK;
+    float *dy = col + (size_t)CKK * c->G * P, *xp = dy + (size_t)s->OC * c->G * P;
+    float *pw = c->partial + (size_t)g * (wsize + (size_t)s->OC), *pb = pw + wsize;
+    /* gather dy[OC, gn*P] and the bias gradient of this group */
+    for (int oc = 0; oc < s->OC; oc++) {
+        double acc[8] = {0};
+        for (int j = 0; j < gn; j++)
+            copy_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc,
+                     c->dout + (size_t)(lo + j) * c->out_size + (size_t)oc * P, P);
+        pb[oc] = (float)sum8(acc);
+    }
+    for (int j = 0; j < gn; j++)
+        im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
+    /* dW_g[OC, CKK] = dy[OC, gn*P] * col[CKK, gn*P]^T */
+    if (inner)
+        st_sgemm(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
+    else
+        st_sgemm_st(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
+    if (!c->dinp)
+        return;
+    /* dcol[CKK, gn*P] = W^T * dy, reusing col */
+    if (inner)
+        st_sgemm(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col, (int)ldc);
+    else
+        st_sgemm_st(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col,
+                    (int)ldc);
+    for (int j = 0; j < gn; j++)
+        col2im(c->dinp + (size_t)(lo + j) * c->in_size, col + (size_t)j * P, ldc, s, xp);
+}
+
+static conv_call conv_call_init(const st_conv_shape *s, int N, float *ws, int nthreads)
+{
+    conv_call c = {0};
+    c.s = s;
+    c.N = N;
+    c.P = s->OH * s->OW;
+    c.CKK = s->C * s->KH * s->KW;
+    c.ng = num_groups(s, N);
+    c.G = (size_t)max_group(s, N);
+    c.per_thread = per_thread_floats(s, c.G);
+    c.in_size = (size_t)s->C * s->H * s->W;
+    c.out_size = (size_t)s->OC * c.P;
+    c.ws = ws;
+    c.partial = ws + c.per_thread * (size_t)nthreads;
+    return c;
+}
+
+/* Runs fn over the groups: one group per thread at a time; with a single group (or thread),
+ * outside any parallel region, so that the GEMMs themselves can be threaded (a parallel region
+ * nested in an inactive one would start new threads at every call). */
+static void run_groups(const conv_call *c, int nthreads,
+                       void (*fn)(const conv_call *, int, float *, int))
+{
+    int nt = threads_for(c->ng, nthreads);
+    if (nt > 1) {
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+        for (int g = 0; g < c->ng; g++)
+            fn(c, g, c->ws + (size_t)omp_get_thread_num() * c->per_thread, 0);
+    } else {
+        int inner = st_get_threads() > 1; /* few groups: thread the GEMMs */
+        for (int g = 0; g < c->ng; g++)
+            fn(c, g, c->ws, inner);
+    }
+}
+
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                        const st_conv_shape *s, int N, float *ws, int nthreads, double *stats,
                        int relu)
 {
-    int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(s, N);
-    size_t G = (size_t)max_group(s, N);
-    size_t per_thread = per_thread_floats(s, G);
-    size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * P;
-    int nt = threads_for(ng, nthreads);
-    int inner_threads = nt < 2 && st_get_threads() > 1; /* few groups: thread the GEMM */
-    double *partial = (double *)(void *)(ws + per_thread * (size_t)nthreads); /* per-group stats */
-#pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
-    for (int g = 0; g < ng; g++) {
-        int lo, hi;
-        group_range(N, g, ng, &lo, &hi);
-        int gn = hi - lo;
-        size_t ldc = (size_t)gn * P;
-        float *col = ws + (size_t)omp_get_thread_num() * per_thread;
-        float *y = col + (size_t)CKK * G * P, *xp = y + (size_t)s->OC * G * P;
-        for (int j = 0; j < gn; j++)
-            im2col(col + (size_t)j * P, ldc, inp + (size_t)(lo + j) * in_size, s, xp);
-        if (inner_threads)
-            st_sgemm(0, 0, s->OC, (int)ldc, CKK, 1.0f, w, CKK, col, (int)ldc, 0.0f, y, (int)ldc);
-        else
-            st_sgemm_st(0, 0, s->OC, (int)ldc, CKK, 1.0f, w, CKK, col, (int)ldc, 0.0f, y,
-                        (int)ldc);
-        double *gstats = stats ? partial + (size_t)g * 2 * s->OC : NULL;
-        for (int oc = 0; oc < s->OC; oc++) {
-            double acc1[8] = {0}, acc2[8] = {0};
-            float bias = b ? b[oc] : 0.0f;
-            for (int j = 0; j < gn; j++)
-                scatter_row(out + (size_t)(lo + j) * out_size + (size_t)oc * P,
-                            y + (size_t)oc * ldc + (size_t)j * P, bias, P,
-                            gstats ? acc1 : NULL, acc2, relu && !gstats);
-            if (gstats) {
-                gstats[2 * oc] = sum8(acc1);
-                gstats[2 * oc + 1] = sum8(acc2);
-            }
-        }
-    }
+    conv_call c = conv_call_init(s, N, ws, nthreads);
+    c.inp = inp, c.w = w, c.b = b, c.out = out, c.relu = relu;
+    c.stats_partial = stats ? (double *)(void *)c.partial : NULL;
+    run_groups(&c, nthreads, forward_group);
     if (stats) /* the groups' sums, added in group order */
         for (int oc = 0; oc < s->OC; oc++) {
             double s1 = 0.0, s2 = 0.0;
-            for (int g = 0; g < ng; g++) {
-                s1 += partial[(size_t)g * 2 * s->OC + 2 * oc];
-                s2 += partial[(size_t)g * 2 * s->OC + 2 * oc + 1];
+            for (int g = 0; g < c.ng; g++) {
+                s1 += c.stats_partial[(size_t)g * 2 * s->OC + 2 * oc];
+                s2 += c.stats_partial[(size_t)g * 2 * s->OC + 2 * oc + 1];
             }
             stats[2 * oc] = s1;
             stats[2 * oc + 1] = s2;
@@ -335,59 +416,19 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const st_conv_shape *s, int N, float *ws, int nthreads)
 {
-    int P = s->OH * s->OW, CKK = s->C * s->KH * s->KW, ng = num_groups(s, N);
-    size_t G = (size_t)max_group(s, N);
-    size_t per_thread = per_thread_floats(s, G);
-    size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * P;
-    size_t wsize = (size_t)s->OC * CKK, part_size = wsize + (size_t)s->OC;
-    float *partial = ws + per_thread * (size_t)nthreads;
-    int nt = threads_for(ng, nthreads);
-    int inner_threads = nt < 2 && st_get_threads() > 1;
-#pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
-    for (int g = 0; g < ng; g++) {
-        int lo, hi;
-        group_range(N, g, ng, &lo, &hi);
-        int gn = hi - lo;
-        size_t ldc = (size_t)gn * P;
-        float *col = ws + (size_t)omp_get_thread_num() * per_thread;
-        float *dy = col + (size_t)CKK * G * P, *xp = dy + (size_t)s->OC * G * P;
-        float *pw = partial + (size_t)g * part_size, *pb = pw + wsize;
-        /* gather dy[OC, gn*P] and the bias gradient of this group */
-        for (int oc = 0; oc < s->OC; oc++) {
-            double acc[8] = {0};
-            for (int j = 0; j < gn; j++)
-                copy_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc,
-                         dout + (size_t)(lo + j) * out_size + (size_t)oc * P, P);
-            pb[oc] = (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                             ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-        }
-        for (int j = 0; j < gn; j++)
-            im2col(col + (size_t)j * P, ldc, inp + (size_t)(lo + j) * in_size, s, xp);
-        /* dW_g[OC, CKK] = dy[OC, gn*P] * col[CKK, gn*P]^T */
-        if (inner_threads)
-            st_sgemm(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
-        else
-            st_sgemm_st(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw,
-                        CKK);
-        if (dinp) {
-            /* dcol[CKK, gn*P] = W^T * dy, reusing col */
-            if (inner_threads)
-                st_sgemm(1, 0, CKK, (int)ldc, s->OC, 1.0f, w, CKK, dy, (int)ldc, 0.0f, col,
-                         (int)ldc);
-            else
-                st_sgemm_st(1, 0, CKK, (int)ldc, s->OC, 1.0f, w, CKK, dy, (int)ldc, 0.0f, col,
-                            (int)ldc);
-            for (int j = 0; j < gn; j++)
-                col2im(dinp + (size_t)(lo + j) * in_size, col + (size_t)j * P, ldc, s, xp);
-        }
-    }
+    conv_call c = conv_call_init(s, N, ws, nthreads);
+    c.inp = inp, c.w = w, c.dout = dout, c.dinp = dinp;
+    run_groups(&c, nthreads, backward_group);
+    size_t wsize = (size_t)s->OC * c.CKK, part_size = wsize + (size_t)s->OC;
+    float *partial = c.partial;
+    int ng = c.ng;
     /* add the group partials in group order (the same sums whatever the threads), threads
      * taking fixed slices of the weights */
     long nchunks = (long)((wsize + 4095) / 4096);
     int rt = nchunks < st_get_threads() ? (int)nchunks : st_get_threads();
 #pragma omp parallel for schedule(static) num_threads(rt) if (rt > 1)
-    for (long c = 0; c < nchunks; c++) {
-        size_t lo = (size_t)c * 4096, hi = lo + 4096 < wsize ? lo + 4096 : wsize;
+    for (long ch = 0; ch < nchunks; ch++) {
+        size_t lo = (size_t)ch * 4096, hi = lo + 4096 < wsize ? lo + 4096 : wsize;
         for (int g = 0; g < ng; g++)
             add_row(dw + lo, partial + (size_t)g * part_size + lo, (int)(hi - lo));
     }
