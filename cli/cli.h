@@ -91,8 +91,18 @@ int write_predictions(const char *path, const st_dataset *ds, const uint8_t *pre
 int write_metrics_json(const char *path, const train_record *recs, int n, const options *o);
 
 /* Figures (figures.c): draw and print "saved PATH"; format NULL picks it from the path. */
-int draw_featuremaps(st_model *cnn, const st_dataset *test, int index, const char *path,
-                     const char *format, int verbose);
+/* The CNN's three block outputs for test image `index`, copied out of the model, so that the
+ * model can be freed before drawing (the fonts the drawing loads then do not add to the model's
+ * memory at the peak). */
+typedef struct featuremaps {
+    float img[784];
+    float maps[3][64 * 7 * 7]; /* the largest block output of the tutorial's CNN: 3136 */
+    int sizes[3], channels[3];
+    uint8_t label;
+    int index;
+} featuremaps;
+int featuremaps_compute(st_model *cnn, const st_dataset *test, int index, featuremaps *fm);
+int featuremaps_draw(const featuremaps *fm, const char *path, const char *format, int verbose);
 int draw_comparison(const train_record recs[3], const char *path, const char *format);
 
 /* Subcommands */

@@ -23,48 +23,62 @@ static int figure_format(const char *path, const char *flag, st_plot_format *fmt
     return 0;
 }
 
-int draw_featuremaps(st_model *cnn, const st_dataset *test, int index, const char *path,
-                     const char *format, int verbose)
+int featuremaps_compute(st_model *cnn, const st_dataset *test, int index, featuremaps *fm)
 {
     st_error err;
     if (index < 0 || index >= test->n)
         return fail(2, "featuremaps: --index %d is out of range: the test set has %d images "
                        "(0 to %d)",
                     index, test->n, test->n - 1);
-    float img[784];
     uint32_t idx = (uint32_t)index;
-    uint8_t label;
-    st_dataset_batch(test, &idx, 1, img, &label);
+    st_dataset_batch(test, &idx, 1, fm->img, &fm->label);
+    fm->index = index;
     int was_training = st_model_is_training(cnn);
     st_model_set_training(cnn, 0);
-    int rc = st_model_forward(cnn, img, 1, NULL, &err);
+    int rc = st_model_forward(cnn, fm->img, 1, NULL, &err);
     st_model_set_training(cnn, was_training);
     if (rc != 0)
         return fail(1, "%s", err.msg);
     /* the outputs of the three blocks: the last layer of each */
-    const float *maps[3] = {NULL, NULL, NULL};
-    int sizes[3] = {0, 0, 0}, channels[3] = {0, 0, 0};
+    int last[3] = {-1, -1, -1};
     for (int i = 0; i < st_model_num_layers(cnn); i++) {
         st_layer_info li;
         st_model_layer_info(cnn, i, &li);
-        if (strncmp(li.block, "block", 5) == 0) {
-            int b = li.block[5] - '1';
-            if (b >= 0 && b < 3) {
-                maps[b] = st_model_layer_output(cnn, i);
-                sizes[b] = li.out_h;
-                channels[b] = li.out_c;
-            }
-        }
+        int b = strncmp(li.block, "block", 5) == 0 ? li.block[5] - '1' : -1;
+        if (b >= 0 && b <= 2)
+            last[b] = i;
     }
+    for (int b = 0; b < 3; b++) {
+        if (last[b] < 0)
+            return fail(1, "featuremaps: the model has no block %d", b + 1);
+        st_layer_info li;
+        st_model_layer_info(cnn, last[b], &li);
+        size_t n = (size_t)li.out_c * li.out_h * li.out_w;
+        if (n > sizeof fm->maps[b] / sizeof fm->maps[b][0])
+            return fail(1, "featuremaps: block %d's output [%d, %d, %d] is larger than expected",
+                        b + 1, li.out_c, li.out_h, li.out_w);
+        memcpy(fm->maps[b], st_model_layer_output(cnn, last[b]), n * sizeof(float));
+        fm->sizes[b] = li.out_h;
+        fm->channels[b] = li.out_c;
+    }
+    return 0;
+}
+
+int featuremaps_draw(const featuremaps *fm, const char *path, const char *format, int verbose)
+{
     if (verbose) {
-        printf("Original image: %s (test image %d)\n", st_class_names[label], index);
+        printf("Original image: %s (test image %d)\n", st_class_names[fm->label], fm->index);
         for (int b = 0; b < 3; b++)
-            printf("Block %d output: [1, %d, %d, %d] (%d channels, %dx%d)\n", b + 1, channels[b],
-                   sizes[b], sizes[b], channels[b], sizes[b], sizes[b]);
+            printf("Block %d output: [1, %d, %d, %d] (%d channels, %dx%d)\n", b + 1,
+                   fm->channels[b], fm->sizes[b], fm->sizes[b], fm->channels[b], fm->sizes[b],
+                   fm->sizes[b]);
     }
     st_plot_format fmt;
     figure_format(path, format, &fmt);
-    if (st_plot_featuremaps(path, fmt, img, st_class_names[label], maps, sizes, &err) != 0)
+    const float *maps[3] = {fm->maps[0], fm->maps[1], fm->maps[2]};
+    st_error err;
+    if (st_plot_featuremaps(path, fmt, fm->img, st_class_names[fm->label], maps, fm->sizes,
+                            &err) != 0)
         return fail(1, "%s", err.msg);
     printf("saved %s\n", path);
     return 0;
@@ -129,9 +143,12 @@ int cmd_featuremaps(int argc, char **argv)
                            : strcmp(o.format, "svg") == 0 ? "featuremaps.svg"
                            : strcmp(o.format, "pdf") == 0 ? "featuremaps.pdf"
                                                           : "featuremaps.png";
-    rc = draw_featuremaps(m, &test, o.index, o.out ? o.out : fallback, o.format, 1);
+    static featuremaps fm;
+    rc = featuremaps_compute(m, &test, o.index, &fm);
     st_model_free(m);
     st_dataset_free(&test);
+    if (rc == 0)
+        rc = featuremaps_draw(&fm, o.out ? o.out : fallback, o.format, 1);
     return rc;
 }
 

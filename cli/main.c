@@ -195,15 +195,18 @@ int cmd_run(int argc, char **argv)
         goto done;
     print_epoch_summary(&recs[2]);
 
-    /* 5. feature maps */
+    /* 5. feature maps (drawn once the CNN is freed) */
     printf("\n== Feature maps ==\n");
     {
+        static featuremaps fm;
         char path[4096];
         snprintf(path, sizeof path, "%s/featuremaps.%s", out, o.format ? o.format : "png");
-        if ((rc = draw_featuremaps(cnn, &test, 0, path, o.format, 1)) != 0)
+        if ((rc = featuremaps_compute(cnn, &test, 0, &fm)) != 0)
+            goto done;
+        FINISH(2);
+        if ((rc = featuremaps_draw(&fm, path, o.format, 1)) != 0)
             goto done;
     }
-    FINISH(2);
 
     /* 6. the fully-connected nets */
     printf("\n== FC nets (same settings) ==\n");
