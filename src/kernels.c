@@ -256,8 +256,7 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
         }
 }
 
-/* With a fused ReLU, dout is the ReLU's output gradient and the backward pass runs in place
- * (dinp == dout), as the model always calls it. */
+/* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here). */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
     int C = l->in_c, HW = l->in_h * l->in_w, relu = l->relu_fused;
@@ -280,9 +279,12 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         double scale = (double)invstd * l->w[c];
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)i * C + c) * HW;
-            if (relu)
+            if (relu) {
+                if (dinp != dout) /* the model always runs it in place; other callers copy */
+                    memcpy(dinp + off, dout + off, sizeof(float) * (size_t)HW);
                 chan_dx_inplace_relu(dinp + off, in + off, l->out + off, mean, invstd, mdy, mdyx,
                                      scale, HW);
+            }
             else if (dinp == dout)
                 chan_dx_inplace(dinp + off, in + off, mean, invstd, mdy, mdyx, scale, HW);
             else
