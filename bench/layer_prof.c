@@ -81,10 +81,7 @@ int main(int argc, char **argv)
             st_model_loss(m, y, &loss, &err);
             if (rec)
                 t_loss += omp_get_wtime() - a;
-            int cur = 0, first = 0; /* as st_model_backward: no input gradient for the first
-                                       layer with parameters, nothing before it */
-            while (first < L - 1 && !m->layers[first].w)
-                first++;
+            int cur = 0, first = m->first_trainable; /* as st_model_backward */
             for (int i = L - 1; i >= first; i--) {
                 st_layer *l = &m->layers[i];
                 const float *lin = i > 0 ? m->layers[i - 1].out : m->input;
@@ -108,8 +105,8 @@ int main(int argc, char **argv)
             t_total += omp_get_wtime() - t0;
     }
     printf("%s %s, batch %d, %d threads, kernel %s: %.3f ms per step (%.0f images/s)\n",
-           st_model_kind_name(kind), eval ? "inference" : "training", batch, threads, st_gemm_kernel_for_level(st_cpu_level())->name,
-           1e3 * t_total / steps, batch * steps / t_total);
+           st_model_kind_name(kind), eval ? "inference" : "training", batch, threads,
+           st_kernel_name(), 1e3 * t_total / steps, batch * steps / t_total);
     printf("%-14s %-32s %9s %9s %6s\n", "layer", "", "fwd ms", "bwd ms", "share");
     for (int i = 0; i < L; i++)
         printf("%-14s %-32s %9.3f %9.3f %5.1f%%\n", m->layers[i].name, m->layers[i].desc,

@@ -47,12 +47,12 @@ static int max_group(const st_conv_shape *s, int N)
     return (N + ng - 1) / ng;
 }
 
-/* Floats of the zero-padded copy of one image (stride-1 path), plus slack for vector reads. */
+/* Floats of the zero-padded copy of one image (stride-1 path; its rows are read in place). */
 static size_t padded_floats(const st_conv_shape *s)
 {
     if (s->stride != 1)
         return 0;
-    return (size_t)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad) + 16;
+    return (size_t)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad);
 }
 
 /* One thread's share: col [CKK][G*P], y or dy [OC][G*P], the padded image; a multiple of 16
@@ -275,11 +275,6 @@ static void scatter_row(float *restrict dst, const float *restrict src, float bi
     }
 }
 
-static double sum8(const double *a)
-{
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
 /* One call's operands and layout, shared by the groups. */
 typedef struct conv_call {
     const st_conv_shape *s;
@@ -315,8 +310,8 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
                         y + (size_t)oc * ldc + (size_t)j * P, bias, P, gstats ? acc1 : NULL,
                         acc2, c->relu && !gstats);
         if (gstats) {
-            gstats[2 * oc] = sum8(acc1);
-            gstats[2 * oc + 1] = sum8(acc2);
+            gstats[2 * oc] = st_sum8(acc1);
+            gstats[2 * oc + 1] = st_sum8(acc2);
         }
     }
 }
@@ -337,7 +332,7 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
         for (int j = 0; j < gn; j++)
             copy_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc,
                      c->dout + (size_t)(lo + j) * c->out_size + (size_t)oc * P, P);
-        pb[oc] = (float)sum8(acc);
+        pb[oc] = (float)st_sum8(acc);
     }
     for (int j = 0; j < gn; j++)
         im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);

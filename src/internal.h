@@ -23,6 +23,13 @@
 #define ST_VEC_CLONES
 #endif
 
+/* Sum of 8 partial sums (lanes) in a fixed tree: the reductions that keep 8 interleaved lanes to
+ * vectorise use it, so their results do not depend on the number of threads. */
+static inline double st_sum8(const double *a)
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* Writes a formatted message into err (if not NULL) and returns -1, so that
  * callers can write `return st_seterr(err, "...", ...);`. */
 int st_seterr(st_error *err, const char *fmt, ...) ST_PRINTF(2, 3);

@@ -72,13 +72,8 @@ static int nthreads(void)
 
 /* ------------------------------------------------------------------------------ batch norm */
 
-/* Sums of one channel over the batch in double, in 8 interleaved lanes added in a fixed order:
- * vectorisable, and the same whatever the number of threads. */
-static double sum_lanes(const double *acc)
-{
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
+/* Sums of one channel over the batch are taken in double, in 8 interleaved lanes added in a fixed
+ * order (st_sum8): vectorisable, and the same whatever the number of threads. */
 static void chan_sum(double *restrict acc, const float *restrict x, int HW)
 {
     int k = 0;
@@ -103,8 +98,9 @@ static void chan_sq(double *restrict acc, const float *restrict x, double mean, 
     }
 }
 
-ST_VEC_CLONES static void chan_affine(float *restrict y, const float *restrict x, float mean, float invstd,
-                        float g, float b, int HW, int relu)
+/* y = (x - mean) * invstd * g + b, then the fused ReLU if relu. */
+ST_VEC_CLONES static void chan_affine(float *restrict y, const float *restrict x, float mean,
+                                      float invstd, float g, float b, int HW, int relu)
 {
     if (!relu) {
         for (int k = 0; k < HW; k++)
@@ -131,29 +127,29 @@ static inline float masked(float dy, float out)
 /* 4 doubles / 4 floats as GCC vector types: the lane sums below are written with them so that
  * they vectorise (the compiler does not turn the float-to-double lane loops into vector code). */
 typedef double v4d __attribute__((vector_size(32)));
-typedef float v4f_ __attribute__((vector_size(16)));
+typedef float v4f __attribute__((vector_size(16)));
 
 /* Sum of dy and of dy * xhat over one plane, into 8 lanes (lane j takes elements k = j mod 8),
  * with xhat = (double)(x - mean) * invstd. With out != NULL, dy is first masked by the fused
  * ReLU: dy where out > 0, else 0. */
-ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2, const float *restrict x,
-                       const float *restrict dy, const float *restrict out, float mean,
-                       float invstd, int HW)
+ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2,
+                                     const float *restrict x, const float *restrict dy,
+                                     const float *restrict out, float mean, float invstd, int HW)
 {
     v4d s1[2], s2[2];
     memcpy(s1, a1, sizeof s1);
     memcpy(s2, a2, sizeof s2);
-    v4f_ vmean = {mean, mean, mean, mean};
+    v4f vmean = {mean, mean, mean, mean};
     int k = 0;
     for (; k + 8 <= HW; k += 8)
         for (int h = 0; h < 2; h++) {
-            v4f_ xf, df;
+            v4f xf, df;
             memcpy(&xf, x + k + 4 * h, sizeof xf);
             memcpy(&df, dy + k + 4 * h, sizeof df);
             if (out) {
-                v4f_ o;
+                v4f o;
                 memcpy(&o, out + k + 4 * h, sizeof o);
-                df = (v4f_)((__typeof__(o > o))df & (o > 0.0f));
+                df = (v4f)((__typeof__(o > o))df & (o > 0.0f));
             }
             v4d xhat = __builtin_convertvector(xf - vmean, v4d) * (double)invstd;
             v4d d = __builtin_convertvector(df, v4d);
@@ -170,30 +166,20 @@ ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2, c
     }
 }
 
-static void chan_dx(float *restrict dx, const float *restrict x, const float *restrict dy,
-                    float mean, float invstd, double mdy, double mdyx, double scale, int HW)
+/* Batch norm's input gradient of one plane, in place (d holds dy, then dx):
+ *     dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * gamma;
+ * with out != NULL, dy is first masked by the fused ReLU (dy where out > 0, else 0). */
+ST_VEC_CLONES static void chan_dx(float *restrict d, const float *restrict x,
+                                  const float *restrict out, float mean, float invstd, double mdy,
+                                  double mdyx, double scale, int HW)
 {
-    for (int k = 0; k < HW; k++) {
-        double xhat = (double)(x[k] - mean) * invstd;
-        dx[k] = (float)((dy[k] - mdy - xhat * mdyx) * scale);
+    if (!out) {
+        for (int k = 0; k < HW; k++) {
+            double xhat = (double)(x[k] - mean) * invstd;
+            d[k] = (float)((d[k] - mdy - xhat * mdyx) * scale);
+        }
+        return;
     }
-}
-
-/* the same with the gradient computed in place (d holds dy, then dx) */
-ST_VEC_CLONES static void chan_dx_inplace(float *restrict d, const float *restrict x, float mean, float invstd,
-                            double mdy, double mdyx, double scale, int HW)
-{
-    for (int k = 0; k < HW; k++) {
-        double xhat = (double)(x[k] - mean) * invstd;
-        d[k] = (float)((d[k] - mdy - xhat * mdyx) * scale);
-    }
-}
-
-/* in place, with the fused ReLU's mask */
-ST_VEC_CLONES static void chan_dx_inplace_relu(float *restrict d, const float *restrict x,
-                                 const float *restrict out, float mean, float invstd, double mdy,
-                                 double mdyx, double scale, int HW)
-{
     for (int k = 0; k < HW; k++) {
         double xhat = (double)(x[k] - mean) * invstd;
         d[k] = (float)((masked(d[k], out[k]) - mdy - xhat * mdyx) * scale);
@@ -205,8 +191,9 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
 {
     int C = l->in_c, HW = l->in_h * l->in_w;
     size_t M = (size_t)n * HW;
-    /* the conv before computed sum and sum of squares (in double) as it wrote this input */
-    const double *st = l->stats_src && l->stats_src->stats_valid ? l->stats_src->conv_stats : NULL;
+    /* in the fast path the conv before computed the sum and the sum of squares (in double) as it
+     * wrote this input, in this same forward pass */
+    const double *st = l->stats_src ? l->stats_src->conv_stats : NULL;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
         double mean = 0.0, ss = 0.0;
@@ -222,11 +209,11 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
             double acc[8] = {0};
             for (int i = 0; i < n; i++)
                 chan_sum(acc, in + ((size_t)i * C + c) * HW, HW);
-            mean = sum_lanes(acc) / (double)M;
+            mean = st_sum8(acc) / (double)M;
             double acc2[8] = {0};
             for (int i = 0; i < n; i++)
                 chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
-            ss = sum_lanes(acc2);
+            ss = st_sum8(acc2);
         }
         double var = ss / (double)M;
         float invstd = (float)(1.0 / sqrt(var + ST_BN_EPS)), fmean = (float)mean;
@@ -270,7 +257,7 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
             chan_dsums(a1, a2, in + off, dout + off, relu ? l->out + off : NULL, mean, invstd,
                        HW);
         }
-        double sum_dy = sum_lanes(a1), sum_dy_xhat = sum_lanes(a2);
+        double sum_dy = st_sum8(a1), sum_dy_xhat = st_sum8(a2);
         l->db[c] += (float)sum_dy;
         l->dw[c] += (float)sum_dy_xhat;
         if (!dinp)
@@ -279,16 +266,10 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         double scale = (double)invstd * l->w[c];
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)i * C + c) * HW;
-            if (relu) {
-                if (dinp != dout) /* the model always runs it in place; other callers copy */
-                    memcpy(dinp + off, dout + off, sizeof(float) * (size_t)HW);
-                chan_dx_inplace_relu(dinp + off, in + off, l->out + off, mean, invstd, mdy, mdyx,
-                                     scale, HW);
-            }
-            else if (dinp == dout)
-                chan_dx_inplace(dinp + off, in + off, mean, invstd, mdy, mdyx, scale, HW);
-            else
-                chan_dx(dinp + off, in + off, dout + off, mean, invstd, mdy, mdyx, scale, HW);
+            if (dinp != dout) /* the model always runs it in place; other callers copy */
+                memcpy(dinp + off, dout + off, sizeof(float) * (size_t)HW);
+            chan_dx(dinp + off, in + off, relu ? l->out + off : NULL, mean, invstd, mdy, mdyx,
+                    scale, HW);
         }
     }
 }
@@ -503,7 +484,6 @@ static void conv_bn_eval_forward(st_model *m, st_layer *l, const float *in, int 
     }
     st_conv_shape s = conv_shape(l);
     st_conv2d_forward(bn->out, in, fw, fb, &s, n, m->ws, m->ws_threads, NULL, bn->relu_fused);
-    bn->folded = 1;
 }
 
 void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
@@ -512,7 +492,6 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
     int ref = m->reference;
     switch (l->kind) {
     case ST_L_CONV:
-        l->stats_valid = 0;
         if (ref)
             conv2d_forward_ref(l->out, in, l->w, l->b, n, l->in_c, l->in_h, l->in_w, l->conv.oc,
                                l->conv.kh, l->conv.kw, l->conv.stride, l->conv.pad);
@@ -522,10 +501,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
             st_conv_shape s = conv_shape(l);
             double *stats = m->training ? l->conv_stats : NULL;
             st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads, stats, 0);
-            l->stats_valid = stats != NULL;
         }
-        if (l->bn_next && (ref || m->training))
-            l->bn_next->folded = 0;
         break;
     case ST_L_BN:
         if (m->training) {
@@ -540,7 +516,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
         } else if (ref)
             batchnorm2d_forward_eval_ref(l->out, in, l->w, l->b, l->running_mean, l->running_var,
                                          n, l->in_c, l->in_h * l->in_w, ST_BN_EPS);
-        else if (!l->folded) /* else the conv before it wrote this output */
+        else if (!l->stats_src) /* else the conv before it wrote this output (folded) */
             bn_eval_forward(l, in, n);
         break;
     case ST_L_RELU:

@@ -274,7 +274,7 @@ float cross_entropy_ref(float *dlogits, const float *logits, const uint8_t *labe
 /* The element-wise update, with restrict pointers so that it vectorises, compiled for AVX2 and
  * for the baseline and chosen at run time (vector sqrt and division round exactly as scalar ones:
  * the results are the same). */
-__attribute__((target_clones("avx2", "default"))) static void
+ST_VEC_CLONES static void
 adam_elements(float *restrict param, const float *restrict grad, float *restrict m,
               float *restrict v, size_t n, float step_size, float bc2_sqrt, float b1, float b2,
               float one_b1, float one_b2, float feps)

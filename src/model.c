@@ -272,11 +272,17 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
     m->grads = xcalloc(m->num_params, sizeof(float), &total);
     m->buffers = xcalloc(m->num_buffers, sizeof(float), &total);
     m->tensors = xcalloc((size_t)nspec * 5, sizeof(st_tensor), &total);
+    /* Nothing needs the gradient with respect to the input of the first layer with parameters
+     * (before it there are only parameter-free layers such as Flatten): backward stops there. */
+    int first = 0;
+    while (first < nspec - 1 && layer_num_params(&m->layers[first]) == 0)
+        first++;
+    m->first_trainable = first;
     /* The backward pass alternates between two gradient buffers, except through the layers whose
      * gradient is computed in place (see backward_in_place); size each buffer for what it holds. */
     size_t need[2] = {ST_NUM_CLASSES, 0};
     int cur = 0;
-    for (int i = nspec - 1; i > 0; i--) {
+    for (int i = nspec - 1; i > first; i--) {
         int t = backward_in_place(&m->layers[i]) ? cur : cur ^ 1;
         if (m->layers[i].in_size > need[t])
             need[t] = m->layers[i].in_size;
@@ -502,8 +508,6 @@ void st_model_zero_grad(st_model *m)
 static void forward_eval_chunked(st_model *m, const float *x, int n)
 {
     st_layer *last = &m->layers[m->nlayers - 1];
-    for (int i = 0; i < m->nlayers; i++)
-        m->layers[i].stats_valid = 0;
     for (int lo = 0; lo < n; lo += ST_EVAL_CHUNK) {
         int cn = n - lo < ST_EVAL_CHUNK ? n - lo : ST_EVAL_CHUNK;
         const float *in = x + (size_t)lo * m->layers[0].in_size;
@@ -563,11 +567,7 @@ int st_model_backward(st_model *m, st_error *err)
     if (!m->training)
         return st_seterr(err, "backward: the model is in evaluation mode");
     int cap = st_threads_cap(m->batch < ST_SMALL_BATCH ? 1 : 0);
-    /* Nothing needs the gradient with respect to the input of the first layer with parameters
-     * (before it there are only parameter-free layers such as Flatten): stop there. */
-    int first = 0;
-    while (first < m->nlayers - 1 && layer_num_params(&m->layers[first]) == 0)
-        first++;
+    int first = m->first_trainable;
     int cur = 0; /* dbuf[cur] holds the gradient of the current layer's output */
     for (int i = m->nlayers - 1; i >= first; i--) {
         st_layer *l = &m->layers[i];

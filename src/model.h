@@ -43,17 +43,17 @@ typedef struct st_layer {
     float *save_mean, *save_invstd;      /* batch norm: statistics of the last training batch */
     int32_t *argmax;                     /* max pool: index of the maximum, per output */
     float *mask;                         /* dropout: 0 or 1/(1-p), per output */
-    /* Fusions of the fast path (kernels.c; the reference path ignores them): */
+    /* Fusions of the fast path (kernels.c; the reference path ignores them). A forward pass runs
+     * every layer in one mode, so a batch norm can rely on what the conv before it just did. */
     double *conv_stats;   /* conv feeding a batch norm: [oc][2] sum and sum of squares of its
-                             output over the last training batch, computed as it is written */
-    int stats_valid;      /* conv_stats describe the current output */
-    struct st_layer *stats_src; /* batch norm: the conv whose conv_stats describe its input */
+                             output over the current training batch, computed as it is written */
+    struct st_layer *stats_src; /* batch norm: the conv before it (training: conv_stats describe
+                                   its input; evaluation: the conv applies it, folded) */
     int relu_fused;       /* batch norm: also applies the ReLU that follows it (both passes) */
     struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv runs
-                                 with that batch norm folded into its weights (fold_w), writes
-                                 the batch norm's output itself and sets its `folded` */
+                                 with that batch norm folded into its weights (fold_w) and
+                                 writes the batch norm's output itself */
     float *fold_w;        /* conv: OC*C*KH*KW folded weights, then OC folded biases */
-    int folded;           /* batch norm: the conv before it already wrote this forward's output */
     int fused;            /* ReLU: done by the batch norm before it (or by the conv before
                              that, when the batch norm is folded) */
     float *out;                          /* output activations, max_batch * out_size */
@@ -72,6 +72,7 @@ struct st_model {
     st_tensor *tensors;
     int ntensors;
     float *dbuf[2];        /* gradient buffers, alternating except through in-place layers */
+    int first_trainable;   /* the first layer with parameters: backward stops there */
     uint8_t *labels;
     const float *input;    /* input of the last forward */
     int batch;             /* batch size of the last forward */
