@@ -77,6 +77,7 @@ size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
  * chunks rather than library calls: v8 is 8 floats (one AVX register, two SSE ones). */
 typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
 typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+typedef int v4i __attribute__((vector_size(16)));
 
 /* dst[0..n) = src[0..n); overlapping chunks cover the tail (a copy may write a value twice). */
 static inline void copy_short(float *restrict dst, const float *restrict src, int n)
@@ -242,21 +243,17 @@ static int threads_for(int ngroups, int nthreads)
     return t < 1 ? 1 : t;
 }
 
-/* dst[0..n) = src[0..n) + bias; with acc1/acc2 (8 double lanes each), also the sum and the sum
- * of squares of the values written. */
-static void scatter_row(float *restrict dst, const float *restrict src, float bias, int n,
-                        double *restrict acc1, double *restrict acc2, int relu)
+/* dst[0..n) = src[0..n) * scale + bias, then max(v, 0) with relu (NaN stays NaN). With acc1/acc2
+ * (8 double lanes each; only for scale 1 and no ReLU) also the sum and the sum of squares of the
+ * values written. */
+static void scatter_row(float *restrict dst, const float *restrict src, float scale, float bias,
+                        int n, double *restrict acc1, double *restrict acc2, int relu)
 {
-    if (relu) { /* max(v, 0); NaN stays NaN */
-        for (int p = 0; p < n; p++) {
-            float v = src[p] + bias;
-            dst[p] = v > 0.0f ? v : (v != v ? v : 0.0f);
-        }
-        return;
-    }
     if (!acc1) {
-        for (int p = 0; p < n; p++)
-            dst[p] = src[p] + bias;
+        for (int p = 0; p < n; p++) {
+            float v = src[p] * scale + bias;
+            dst[p] = !relu || v > 0.0f ? v : (v != v ? v : 0.0f);
+        }
         return;
     }
     int k = 0;
@@ -275,15 +272,73 @@ static void scatter_row(float *restrict dst, const float *restrict src, float bi
     }
 }
 
+/* dst[oc][p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc], then max(f, 0)
+ * with relu (NaN stays NaN): the channels' affine map and a transpose in one pass, in 4 x 4
+ * blocks through vector shuffles (any CPU: GCC lowers them to what the target has). */
+static void affine_transpose(float *restrict dst, const float *restrict src, int P, int OC,
+                             const float *scale, const float *shift, int relu)
+{
+    int p4 = P & ~3;
+    for (int o = 0; o + 4 <= OC; o += 4) {
+        v4f k, b, zero = {0, 0, 0, 0};
+        memcpy(&k, scale + o, sizeof k);
+        memcpy(&b, shift + o, sizeof b);
+        for (int p = 0; p < p4; p += 4) {
+            v4f r[4];
+            for (int i = 0; i < 4; i++) {
+                memcpy(&r[i], src + (size_t)(p + i) * OC + o, sizeof r[i]);
+                r[i] = r[i] * k + b;
+                if (relu) /* keep v where v > 0 or v is NaN */
+                    r[i] = (v4f)(((__typeof__(r[i] > 0))r[i]) & ((r[i] > zero) | (r[i] != r[i])));
+            }
+            v4f t0 = __builtin_shuffle(r[0], r[1], (v4i){0, 4, 1, 5});
+            v4f t1 = __builtin_shuffle(r[0], r[1], (v4i){2, 6, 3, 7});
+            v4f t2 = __builtin_shuffle(r[2], r[3], (v4i){0, 4, 1, 5});
+            v4f t3 = __builtin_shuffle(r[2], r[3], (v4i){2, 6, 3, 7});
+            v4f c[4] = {__builtin_shuffle(t0, t2, (v4i){0, 1, 4, 5}),
+                        __builtin_shuffle(t0, t2, (v4i){2, 3, 6, 7}),
+                        __builtin_shuffle(t1, t3, (v4i){0, 1, 4, 5}),
+                        __builtin_shuffle(t1, t3, (v4i){2, 3, 6, 7})};
+            for (int i = 0; i < 4; i++)
+                memcpy(dst + (size_t)(o + i) * P + p, &c[i], sizeof c[i]);
+        }
+    }
+    for (int oc = 0; oc < OC; oc++) /* what the blocks left: the last P % 4 pixels, OC % 4 rows */
+        for (int p = oc < (OC & ~3) ? p4 : 0; p < P; p++) {
+            float v = src[(size_t)p * OC + oc] * scale[oc] + shift[oc];
+            dst[(size_t)oc * P + p] = !relu || v > 0.0f ? v : (v != v ? v : 0.0f);
+        }
+}
+
 /* One call's operands and layout, shared by the groups. */
 typedef struct conv_call {
     const st_conv_shape *s;
     int N, P, CKK, ng, relu;
     size_t G, per_thread, in_size, out_size;
     const float *inp, *w, *b, *dout;
+    const float *scale; /* forward (evaluation): per-channel scale applied before b, or NULL */
+    int transposed;     /* forward: run the GEMM as col^T * W^T (st_conv2d_forward_affine) */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
+
+/* The forward GEMM transposed, y^T[gn*P, OC] = col^T * W^T; each row of y^T gets the channels'
+ * affine map (and ReLU), then y^T is transposed into the images' NCHW planes. Each output is the
+ * same chain of FMAs over k as in W * col, so the GEMM's result is the same to the bit; only the
+ * tiling changes (see st_conv2d_forward_affine). */
+static void forward_group_t(const conv_call *c, int lo, int gn, const float *col, float *yt,
+                            int inner)
+{
+    const st_conv_shape *s = c->s;
+    int P = c->P, OC = s->OC, n = gn * P;
+    if (inner)
+        st_sgemm(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
+    else
+        st_sgemm_st(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
+    for (int j = 0; j < gn; j++)
+        affine_transpose(c->out + (size_t)(lo + j) * c->out_size, yt + (size_t)j * P * OC, P, OC,
+                         c->scale, c->b, c->relu);
+}
 
 /* Forward of group g on the calling thread with its scratch col; inner: thread the GEMM. */
 static void forward_group(const conv_call *c, int g, float *col, int inner)
@@ -296,6 +351,10 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     float *y = col + (size_t)CKK * c->G * P, *xp = y + (size_t)s->OC * c->G * P;
     for (int j = 0; j < gn; j++)
         im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
+    if (c->transposed) {
+        forward_group_t(c, lo, gn, col, y, inner);
+        return;
+    }
     if (inner)
         st_sgemm(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y, (int)ldc);
     else
@@ -304,11 +363,11 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
     for (int oc = 0; oc < s->OC; oc++) {
         double acc1[8] = {0}, acc2[8] = {0};
-        float bias = c->b ? c->b[oc] : 0.0f;
+        float bias = c->b ? c->b[oc] : 0.0f, scale = c->scale ? c->scale[oc] : 1.0f;
         for (int j = 0; j < gn; j++)
             scatter_row(c->out + (size_t)(lo + j) * c->out_size + (size_t)oc * P,
-                        y + (size_t)oc * ldc + (size_t)j * P, bias, P, gstats ? acc1 : NULL,
-                        acc2, c->relu && !gstats);
+                        y + (size_t)oc * ldc + (size_t)j * P, scale, bias, P,
+                        gstats ? acc1 : NULL, acc2, c->relu);
         if (gstats) {
             gstats[2 * oc] = st_sum8(acc1);
             gstats[2 * oc + 1] = st_sum8(acc2);
@@ -406,6 +465,29 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
             stats[2 * oc] = s1;
             stats[2 * oc + 1] = s2;
         }
+}
+
+/* Multiply-adds the micro-kernel tiles do for an m x n product: whole tiles of mr x nr. */
+static long tiled(long m, long n, int mr, int nr)
+{
+    return (m + mr - 1) / mr * mr * ((n + nr - 1) / nr * nr);
+}
+
+int st_conv_affine_transposed(const st_conv_shape *s, int N)
+{
+    const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
+    long n = (long)max_group(s, N) * s->OH * s->OW; /* columns of the largest group's product */
+    return tiled(n, s->OC, kr->mr, kr->nr) < tiled(s->OC, n, kr->mr, kr->nr);
+}
+
+void st_conv2d_forward_affine(float *out, const float *inp, const float *w, const float *scale,
+                              const float *shift, const st_conv_shape *s, int N, float *ws,
+                              int nthreads, int relu)
+{
+    conv_call c = conv_call_init(s, N, ws, nthreads);
+    c.inp = inp, c.w = w, c.scale = scale, c.b = shift, c.out = out, c.relu = relu;
+    c.transposed = st_conv_affine_transposed(s, N);
+    run_groups(&c, nthreads, forward_group);
 }
 
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,

@@ -25,6 +25,15 @@ size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads);
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                        const st_conv_shape *s, int N, float *ws, int nthreads, double *stats,
                        int relu);
+/* Evaluation: out = max(conv(inp, w) * scale[oc] + shift[oc], 0) (without the max: relu = 0),
+ * i.e. a conv without bias followed by a per-channel affine map (a batch norm). The GEMM is run
+ * in whichever orientation wastes less of the micro-kernel's tiles for this shape: W * col, or
+ * col^T * W^T with pixels along the tile's rows (OC = 16, 32, 64 fills 16-wide tiles exactly). */
+void st_conv2d_forward_affine(float *out, const float *inp, const float *w, const float *scale,
+                              const float *shift, const st_conv_shape *s, int N, float *ws,
+                              int nthreads, int relu);
+/* Whether st_conv2d_forward_affine runs col^T * W^T for this shape and batch on this CPU. */
+int st_conv_affine_transposed(const st_conv_shape *s, int N);
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const st_conv_shape *s, int N, float *ws, int nthreads);
 

@@ -466,24 +466,22 @@ static void mul_chunk(float *restrict out, const float *restrict a, const float 
         out[i] = a[i] * b[i];
 }
 
-/* Evaluation mode, conv + batch norm (+ ReLU): batch norm's affine map folded into the conv,
- *     w' = w * g / sqrt(var + eps),   b' = (b - mean) * g / sqrt(var + eps) + beta,
- * and the conv writes the batch norm's (or the ReLU's) output directly: one pass instead of
- * three. Equal to conv-then-batch-norm up to float rounding. */
+/* Evaluation mode, conv + batch norm (+ ReLU): the conv writes the batch norm's (or the ReLU's)
+ * output directly, one pass instead of three: out = conv(x) * scale + shift, with
+ *     scale = g / sqrt(var + eps),   shift = (b - mean) * scale + beta.
+ * Equal to conv-then-batch-norm up to float rounding; the weights themselves are not touched. */
 static void conv_bn_eval_forward(st_model *m, st_layer *l, const float *in, int n)
 {
     st_layer *bn = l->bn_next;
     int OC = l->conv.oc;
-    size_t per = (size_t)l->conv.ic * l->conv.kh * l->conv.kw;
-    float *fw = l->fold_w, *fb = fw + (size_t)OC * per;
+    float *scale = l->bn_affine, *shift = scale + OC;
     for (int oc = 0; oc < OC; oc++) {
-        float k = bn->w[oc] / sqrtf(bn->running_var[oc] + ST_BN_EPS);
-        for (size_t i = 0; i < per; i++)
-            fw[(size_t)oc * per + i] = l->w[(size_t)oc * per + i] * k;
-        fb[oc] = (l->b[oc] - bn->running_mean[oc]) * k + bn->b[oc];
+        scale[oc] = bn->w[oc] / sqrtf(bn->running_var[oc] + ST_BN_EPS);
+        shift[oc] = (l->b[oc] - bn->running_mean[oc]) * scale[oc] + bn->b[oc];
     }
     st_conv_shape s = conv_shape(l);
-    st_conv2d_forward(bn->out, in, fw, fb, &s, n, m->ws, m->ws_threads, NULL, bn->relu_fused);
+    st_conv2d_forward_affine(bn->out, in, l->w, scale, shift, &s, n, m->ws, m->ws_threads,
+                             bn->relu_fused);
 }
 
 void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
@@ -516,7 +514,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
         } else if (ref)
             batchnorm2d_forward_eval_ref(l->out, in, l->w, l->b, l->running_mean, l->running_var,
                                          n, l->in_c, l->in_h * l->in_w, ST_BN_EPS);
-        else if (!l->stats_src) /* else the conv before it wrote this output (folded) */
+        else if (!l->stats_src) /* else the conv before it wrote this output */
             bn_eval_forward(l, in, n);
         break;
     case ST_L_RELU:

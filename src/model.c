@@ -382,8 +382,8 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
         st_layer *l = &m->layers[i], *prev = &m->layers[i - 1];
         if (l->kind == ST_L_BN && prev->kind == ST_L_CONV) {
             prev->conv_stats = xcalloc(2 * (size_t)prev->conv.oc, sizeof(double), &total);
-            prev->fold_w = xcalloc(layer_num_params(prev), sizeof(float), &total);
-            if (!prev->conv_stats || !prev->fold_w)
+            prev->bn_affine = xcalloc(2 * (size_t)prev->conv.oc, sizeof(float), &total);
+            if (!prev->conv_stats || !prev->bn_affine)
                 goto oom;
             l->stats_src = prev;
             prev->bn_next = l;
@@ -436,7 +436,7 @@ void st_model_free(st_model *m)
         free(l->argmax);
         free(l->mask);
         free(l->conv_stats);
-        free(l->fold_w);
+        free(l->bn_affine);
     }
     st_kernels_free(m);
     free(m->layers);

@@ -48,12 +48,12 @@ typedef struct st_layer {
     double *conv_stats;   /* conv feeding a batch norm: [oc][2] sum and sum of squares of its
                              output over the current training batch, computed as it is written */
     struct st_layer *stats_src; /* batch norm: the conv before it (training: conv_stats describe
-                                   its input; evaluation: the conv applies it, folded) */
+                                   its input; evaluation: the conv applies it) */
     int relu_fused;       /* batch norm: also applies the ReLU that follows it (both passes) */
-    struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv runs
-                                 with that batch norm folded into its weights (fold_w) and
-                                 writes the batch norm's output itself */
-    float *fold_w;        /* conv: OC*C*KH*KW folded weights, then OC folded biases */
+    struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv
+                                 applies that batch norm (and its ReLU) as it writes its output,
+                                 which is the batch norm's output */
+    float *bn_affine;     /* conv: OC scales, then OC shifts (that batch norm and the bias) */
     int fused;            /* ReLU: done by the batch norm before it (or by the conv before
                              that, when the batch norm is folded) */
     float *out;                          /* output activations, max_batch * out_size */

@@ -54,6 +54,7 @@ static void test_conv_fast_vs_ref(void)
     };
     st_rng r;
     st_rng_seed(&r, 42);
+    int orientation[2] = {0, 0}; /* cases run by st_conv2d_forward_affine as W * col, col^T * W^T */
     for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
         const conv_case *c = &cases[t];
         int OH = st_conv_out_size(c->H, c->K, c->S, c->P), OW = st_conv_out_size(c->W, c->K, c->S, c->P);
@@ -81,9 +82,34 @@ static void test_conv_fast_vs_ref(void)
         CHECK(maxdiff("input grad", dx1, dx2, nin, (double)c->OC * c->K * c->K) < tol);
         CHECK(maxdiff("weight grad", dw1, dw2, nw, kdw) < tol);
         CHECK(maxdiff("bias grad", db1, db2, (size_t)c->OC, kdw) < tol);
+
+        /* evaluation form: conv without bias, then a per-channel affine map and a ReLU (every
+         * other case) - against the reference conv with the map applied after it */
+        int relu = (int)(t % 2);
+        float *scale = malloc(c->OC * 4), *shift = malloc(c->OC * 4);
+        fill(scale, c->OC, &r), fill(shift, c->OC, &r);
+        conv2d_forward_ref(y1, x, w, NULL, c->N, c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P);
+        for (size_t i = 0; i < nout; i++) {
+            int oc = (int)(i / ((size_t)OH * OW) % c->OC);
+            float v = y1[i] * scale[oc] + shift[oc];
+            y1[i] = relu && v < 0.0f ? 0.0f : v;
+        }
+        memset(y2, 0, nout * 4);
+        orientation[st_conv_affine_transposed(&s, c->N)]++;
+        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu);
+        CHECK(maxdiff(relu ? "affine + ReLU output" : "affine output", y1, y2, nout, kfw + 1) <
+              tol);
+        /* a NaN weight makes its channel's outputs NaN, through the ReLU too; not the others' */
+        w[0] = NAN;
+        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu);
+        CHECK(y2[0] != y2[0] && y2[nout - 1] == y2[nout - 1]);
+        free(scale), free(shift);
         free(x), free(w), free(b), free(y1), free(y2), free(dy), free(dx1), free(dx2);
         free(dw1), free(dw2), free(db1), free(db2), free(ws);
     }
+    printf("  evaluation form: %d cases as W * col, %d as col^T * W^T\n", orientation[0],
+           orientation[1]);
+    CHECK(orientation[0] > 0 && orientation[1] > 0);
 }
 
 /* One model with the reference kernels and one with the fast kernels: forward, loss, backward and
