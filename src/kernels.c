@@ -276,14 +276,58 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
 
 /* ------------------------------------------------------------------------------ max pool */
 
-/* 2x2, stride 2, one plane, without branches: the first maximum wins (PyTorch's rule) and a NaN
- * wins over everything after it. */
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+/* Four outputs of a 2x2 max pool: the maxima of the pairs (r0[2i], r0[2i+1]) and (r1[2i],
+ * r1[2i+1]), i < 4, and (am != NULL) their positions, base + {0, 1, W, W + 1}; the first maximum
+ * wins (PyTorch's rule) and a NaN wins over everything after it. */
+static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const float *r1,
+                                v4i base, int W)
+{
+    v4f a0, a1, b0, b1;
+    memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 4, sizeof a1);
+    memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + 4, sizeof b1);
+    const v4i even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};
+    v4f cand[3] = {__builtin_shuffle(a0, a1, odd), __builtin_shuffle(b0, b1, even),
+                   __builtin_shuffle(b0, b1, odd)};
+    v4f m = __builtin_shuffle(a0, a1, even);
+    v4i k = base;
+    const int32_t off[3] = {1, W, W + 1};
+    for (int c = 0; c < 3; c++) {
+        v4f v = cand[c];
+        v4i t = ((v > m) | (v != v)) & (m == m);
+        m = (v4f)((t & (v4i)v) | (~t & (v4i)m));
+        k = (t & (base + off[c])) | (~t & k);
+    }
+    memcpy(y, &m, sizeof m);
+    if (am)
+        memcpy(am, &k, sizeof k);
+}
+
+/* 2x2, stride 2, one plane, four outputs at a time: a row's last four are taken from OW - 4
+ * (recomputing a few, same values), so rows of 4 or more outputs need no scalar tail. With
+ * am == NULL (evaluation mode: no backward pass) the positions are not written. */
 static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const float *restrict x,
                              int W, int OH, int OW)
 {
     for (int oh = 0; oh < OH; oh++) {
         const float *r0 = x + (size_t)2 * oh * W, *r1 = r0 + W;
-        for (int ow = 0; ow < OW; ow++) {
+        float *yr = y + (size_t)oh * OW;
+        int32_t *ar = am ? am + (size_t)oh * OW : NULL;
+        int ow = 0;
+        if (OW >= 4)
+            for (;; ow += 4) {
+                if (ow > OW - 4)
+                    ow = OW - 4;
+                int b = 2 * oh * W + 2 * ow;
+                maxpool2x2_4(yr + ow, ar ? ar + ow : NULL, r0 + 2 * ow, r1 + 2 * ow,
+                             (v4i){b, b + 2, b + 4, b + 6}, W);
+                if (ow == OW - 4) {
+                    ow = OW;
+                    break;
+                }
+            }
+        for (; ow < OW; ow++) { /* rows of fewer than 4 outputs */
             float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
             int base = 2 * oh * W + 2 * ow;
             float m = a;
@@ -294,25 +338,9 @@ static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const floa
             m = t ? c : m, k = t ? base + W : k;
             t = (d > m || d != d) && m == m;
             m = t ? d : m, k = t ? base + W + 1 : k;
-            y[oh * OW + ow] = m;
-            am[oh * OW + ow] = k;
-        }
-    }
-}
-
-/* The same maxima without their positions (evaluation mode: no backward pass). */
-static void maxpool2x2_plane_noidx(float *restrict y, const float *restrict x, int W, int OH,
-                                   int OW)
-{
-    for (int oh = 0; oh < OH; oh++) {
-        const float *r0 = x + (size_t)2 * oh * W, *r1 = r0 + W;
-        for (int ow = 0; ow < OW; ow++) {
-            float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-            float m = a;
-            m = ((b > m || b != b) && m == m) ? b : m;
-            m = ((c > m || c != c) && m == m) ? c : m;
-            m = ((d > m || d != d) && m == m) ? d : m;
-            y[oh * OW + ow] = m;
+            yr[ow] = m;
+            if (ar)
+                ar[ow] = k;
         }
     }
 }
@@ -327,12 +355,9 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int want_argmax
     }
 #pragma omp parallel for schedule(static) num_threads(nthreads()) if (planes > 8)
     for (int p = 0; p < planes; p++) {
-        if (want_argmax)
-            maxpool2x2_plane(l->out + (size_t)p * OH * OW, l->argmax + (size_t)p * OH * OW,
-                             in + (size_t)p * H * W, W, OH, OW);
-        else
-            maxpool2x2_plane_noidx(l->out + (size_t)p * OH * OW, in + (size_t)p * H * W, W, OH,
-                                   OW);
+        maxpool2x2_plane(l->out + (size_t)p * OH * OW,
+                         want_argmax ? l->argmax + (size_t)p * OH * OW : NULL,
+                         in + (size_t)p * H * W, W, OH, OW);
     }
 }
 

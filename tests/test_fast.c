@@ -8,6 +8,7 @@
 #include "check.h"
 #include "conv.h"
 #include "gemm.h"
+#include "kernels.h"
 #include "layers.h"
 #include "model.h"
 #include "stride.h"
@@ -301,6 +302,48 @@ static void test_eval_chunked(void)
 /* Batch norm after a conv takes its statistics from sums the conv computed as it wrote its output
  * (one pass, in double). Inputs with a huge mean and a small spread make that formula cancel;
  * the statistics must still be those of two exact passes over the conv's output. */
+/* The fast 2x2 max pool (vector, four outputs at a time, overlapping at the end of a row) against
+ * the reference, exactly: values, positions of the maxima, ties (first wins) and NaNs. */
+static void test_maxpool_fast_vs_ref(void)
+{
+    st_error err;
+    st_model *m = st_model_create(ST_MODEL_CNN, 2, 4, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    const int sizes[][2] = {{28, 28}, {14, 14}, {6, 6}, {8, 8}, {9, 7}, {7, 9}, {5, 12}, {2, 2}};
+    st_rng r;
+    st_rng_seed(&r, 21);
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        int N = 3, C = 5, H = sizes[t][0], W = sizes[t][1], OH = H / 2, OW = W / 2;
+        size_t nin = (size_t)N * C * H * W, nout = (size_t)N * C * OH * OW;
+        float *x = malloc(nin * 4), *y1 = malloc(nout * 4), *y2 = malloc(nout * 4);
+        int32_t *a1 = malloc(nout * 4), *a2 = malloc(nout * 4);
+        for (size_t i = 0; i < nin; i++) /* few distinct values: many ties; some NaNs */
+            x[i] = st_rng_uniform(&r) < 0.03f ? NAN : (float)(int)(3.0f * st_rng_uniform(&r));
+        maxpool2d_forward_ref(y1, a1, x, N, C, H, W, 2, 2);
+        st_layer l = {0};
+        l.kind = ST_L_MAXPOOL;
+        l.in_c = C, l.in_h = H, l.in_w = W, l.out_h = OH, l.out_w = OW;
+        l.pool.k = 2, l.pool.s = 2;
+        l.out = y2, l.argmax = a2;
+        for (int training = 1; training >= 0; training--) {
+            memset(y2, 0, nout * 4);
+            memset(a2, 0xff, nout * 4);
+            m->training = training;
+            st_layer_forward(m, &l, x, N);
+            size_t bad = 0;
+            for (size_t i = 0; i < nout; i++)
+                bad += memcmp(&y1[i], &y2[i], 4) != 0 || (training && a1[i] != a2[i]);
+            printf("  maxpool %dx%d %s: %zu of %zu outputs differ\n", H, W,
+                   training ? "training" : "evaluation", bad, nout);
+            CHECK(bad == 0);
+        }
+        free(x), free(y1), free(y2), free(a1), free(a2);
+    }
+    st_model_free(m);
+}
+
 static void test_bn_stats_large_mean(void)
 {
     st_error err;
@@ -438,6 +481,7 @@ int main(void)
 {
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
+    RUN(test_maxpool_fast_vs_ref);
     RUN(test_eval_chunked);
     RUN(test_bn_stats_large_mean);
     RUN(test_models_fast_vs_ref);
