@@ -78,6 +78,7 @@ size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
 typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
 typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
 typedef int v4i __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
 
 /* dst[0..n) = src[0..n); overlapping chunks cover the tail (a copy may write a value twice). */
 static inline void copy_short(float *restrict dst, const float *restrict src, int n)
@@ -272,24 +273,35 @@ static void scatter_row(float *restrict dst, const float *restrict src, float sc
     }
 }
 
-/* dst[oc][p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc], then max(f, 0)
- * with relu (NaN stays NaN): the channels' affine map and a transpose in one pass, in 4 x 4
- * blocks through vector shuffles (any CPU: GCC lowers them to what the target has). */
-static void affine_transpose(float *restrict dst, const float *restrict src, int P, int OC,
-                             const float *scale, const float *shift, int relu)
+/* dst[oc][p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale or shift
+ * NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a transpose
+ * in one pass, in 4 x 4 blocks through vector shuffles (any CPU: GCC lowers them to what the target
+ * has). With stats (only without relu), also adds the sum and the sum of squares of each channel's
+ * values written to stats[2 oc], stats[2 oc + 1], in double: one lane per pixel p mod 4. */
+ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *restrict src, int P, int OC,
+                             const float *scale, const float *shift, int relu,
+                             double *restrict stats)
 {
-    int p4 = P & ~3;
-    for (int o = 0; o + 4 <= OC; o += 4) {
-        v4f k, b, zero = {0, 0, 0, 0};
-        memcpy(&k, scale + o, sizeof k);
-        memcpy(&b, shift + o, sizeof b);
+    int p4 = P & ~3, oc4 = OC & ~3;
+    for (int o = 0; o < oc4; o += 4) {
+        v4f k = {1, 1, 1, 1}, b = {0, 0, 0, 0}, zero = {0, 0, 0, 0};
+        if (scale)
+            memcpy(&k, scale + o, sizeof k);
+        if (shift)
+            memcpy(&b, shift + o, sizeof b);
+        v4d s1[4] = {0}, s2[4] = {0}; /* [pixel lane] over 4 channels */
         for (int p = 0; p < p4; p += 4) {
             v4f r[4];
             for (int i = 0; i < 4; i++) {
                 memcpy(&r[i], src + (size_t)(p + i) * OC + o, sizeof r[i]);
                 r[i] = r[i] * k + b;
                 if (relu) /* keep v where v > 0 or v is NaN */
-                    r[i] = (v4f)(((__typeof__(r[i] > 0))r[i]) & ((r[i] > zero) | (r[i] != r[i])));
+                    r[i] = (v4f)((v4i)r[i] & ((r[i] > zero) | (r[i] != r[i])));
+                if (stats) {
+                    v4d d = __builtin_convertvector(r[i], v4d);
+                    s1[i] += d;
+                    s2[i] += d * d;
+                }
             }
             v4f t0 = __builtin_shuffle(r[0], r[1], (v4i){0, 4, 1, 5});
             v4f t1 = __builtin_shuffle(r[0], r[1], (v4i){2, 6, 3, 7});
@@ -302,12 +314,29 @@ static void affine_transpose(float *restrict dst, const float *restrict src, int
             for (int i = 0; i < 4; i++)
                 memcpy(dst + (size_t)(o + i) * P + p, &c[i], sizeof c[i]);
         }
-    }
-    for (int oc = 0; oc < OC; oc++) /* what the blocks left: the last P % 4 pixels, OC % 4 rows */
-        for (int p = oc < (OC & ~3) ? p4 : 0; p < P; p++) {
-            float v = src[(size_t)p * OC + oc] * scale[oc] + shift[oc];
-            dst[(size_t)oc * P + p] = !relu || v > 0.0f ? v : (v != v ? v : 0.0f);
+        if (stats) {
+            v4d t1 = (s1[0] + s1[1]) + (s1[2] + s1[3]), t2 = (s2[0] + s2[1]) + (s2[2] + s2[3]);
+            for (int j = 0; j < 4; j++) {
+                stats[2 * (o + j)] += t1[j];
+                stats[2 * (o + j) + 1] += t2[j];
+            }
         }
+    }
+    for (int oc = 0; oc < OC; oc++) { /* what the blocks left: the last P % 4 pixels, OC % 4 rows */
+        float kk = scale ? scale[oc] : 1.0f, bb = shift ? shift[oc] : 0.0f;
+        double a1 = 0.0, a2 = 0.0;
+        for (int p = oc < oc4 ? p4 : 0; p < P; p++) {
+            float v = src[(size_t)p * OC + oc] * kk + bb;
+            v = !relu || v > 0.0f ? v : (v != v ? v : 0.0f);
+            dst[(size_t)oc * P + p] = v;
+            a1 += v;
+            a2 += (double)v * v;
+        }
+        if (stats) {
+            stats[2 * oc] += a1;
+            stats[2 * oc + 1] += a2;
+        }
+    }
 }
 
 /* One call's operands and layout, shared by the groups. */
@@ -317,7 +346,7 @@ typedef struct conv_call {
     size_t G, per_thread, in_size, out_size;
     const float *inp, *w, *b, *dout;
     const float *scale; /* forward (evaluation): per-channel scale applied before b, or NULL */
-    int transposed;     /* forward: run the GEMM as col^T * W^T (st_conv2d_forward_affine) */
+    int transposed;     /* forward: run the GEMM as col^T * W^T (st_conv_forward_transposed) */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
@@ -327,7 +356,7 @@ typedef struct conv_call {
  * same chain of FMAs over k as in W * col, so the GEMM's result is the same to the bit; only the
  * tiling changes (see st_conv2d_forward_affine). */
 static void forward_group_t(const conv_call *c, int lo, int gn, const float *col, float *yt,
-                            int inner)
+                            int inner, double *gstats)
 {
     const st_conv_shape *s = c->s;
     int P = c->P, OC = s->OC, n = gn * P;
@@ -335,9 +364,11 @@ static void forward_group_t(const conv_call *c, int lo, int gn, const float *col
         st_sgemm(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
     else
         st_sgemm_st(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
+    if (gstats)
+        memset(gstats, 0, sizeof(double) * 2 * (size_t)OC);
     for (int j = 0; j < gn; j++)
         affine_transpose(c->out + (size_t)(lo + j) * c->out_size, yt + (size_t)j * P * OC, P, OC,
-                         c->scale, c->b, c->relu);
+                         c->scale, c->b, c->relu, gstats);
 }
 
 /* Forward of group g on the calling thread with its scratch col; inner: thread the GEMM. */
@@ -351,8 +382,9 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     float *y = col + (size_t)CKK * c->G * P, *xp = y + (size_t)s->OC * c->G * P;
     for (int j = 0; j < gn; j++)
         im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
+    double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
     if (c->transposed) {
-        forward_group_t(c, lo, gn, col, y, inner);
+        forward_group_t(c, lo, gn, col, y, inner, gstats);
         return;
     }
     if (inner)
@@ -360,7 +392,6 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     else
         st_sgemm_st(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y,
                     (int)ldc);
-    double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
     for (int oc = 0; oc < s->OC; oc++) {
         double acc1[8] = {0}, acc2[8] = {0};
         float bias = c->b ? c->b[oc] : 0.0f, scale = c->scale ? c->scale[oc] : 1.0f;
@@ -454,6 +485,7 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.b = b, c.out = out, c.relu = relu;
     c.stats_partial = stats ? (double *)(void *)c.partial : NULL;
+    c.transposed = st_conv_forward_transposed(s, N);
     run_groups(&c, nthreads, forward_group);
     if (stats) /* the groups' sums, added in group order */
         for (int oc = 0; oc < s->OC; oc++) {
@@ -473,7 +505,7 @@ static long tiled(long m, long n, int mr, int nr)
     return (m + mr - 1) / mr * mr * ((n + nr - 1) / nr * nr);
 }
 
-int st_conv_affine_transposed(const st_conv_shape *s, int N)
+int st_conv_forward_transposed(const st_conv_shape *s, int N)
 {
     const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
     long n = (long)max_group(s, N) * s->OH * s->OW; /* columns of the largest group's product */
@@ -486,7 +518,7 @@ void st_conv2d_forward_affine(float *out, const float *inp, const float *w, cons
 {
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.scale = scale, c.b = shift, c.out = out, c.relu = relu;
-    c.transposed = st_conv_affine_transposed(s, N);
+    c.transposed = st_conv_forward_transposed(s, N);
     run_groups(&c, nthreads, forward_group);
 }
 

@@ -32,8 +32,9 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
 void st_conv2d_forward_affine(float *out, const float *inp, const float *w, const float *scale,
                               const float *shift, const st_conv_shape *s, int N, float *ws,
                               int nthreads, int relu);
-/* Whether st_conv2d_forward_affine runs col^T * W^T for this shape and batch on this CPU. */
-int st_conv_affine_transposed(const st_conv_shape *s, int N);
+/* Whether st_conv2d_forward and st_conv2d_forward_affine run their GEMM as col^T * W^T for this
+ * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
+int st_conv_forward_transposed(const st_conv_shape *s, int N);
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const st_conv_shape *s, int N, float *ws, int nthreads);
 

@@ -96,7 +96,7 @@ static void test_conv_fast_vs_ref(void)
             y1[i] = relu && v < 0.0f ? 0.0f : v;
         }
         memset(y2, 0, nout * 4);
-        orientation[st_conv_affine_transposed(&s, c->N)]++;
+        orientation[st_conv_forward_transposed(&s, c->N)]++;
         st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu);
         CHECK(maxdiff(relu ? "affine + ReLU output" : "affine output", y1, y2, nout, kfw + 1) <
               tol);
