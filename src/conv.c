@@ -234,6 +234,27 @@ static void copy_sum(float *restrict dst, double *restrict acc, const float *res
     }
 }
 
+/* dst[0..n) = the batch norm's input gradient from its output gradient d (ReLU mask from out,
+ * unless NULL), its input x and the channel's coefficients (st_conv_bn_grad), and acc[k % 8] +=
+ * dst[k] in double, like copy_sum. */
+ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
+                                   const float *restrict d, const float *restrict x,
+                                   const float *restrict out, float mean, float invstd,
+                                   const double *coef, int n)
+{
+    double mdy = coef[0], mdyx = coef[1], scale = coef[2];
+    for (int k = 0; k < n; k++) {
+        float dy = out ? st_relu_mask(d[k], out[k]) : d[k];
+        dst[k] = st_bn_dx(dy, x[k], mean, invstd, mdy, mdyx, scale);
+    }
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += dst[k + j];
+    for (; k < n; k++)
+        acc[k & 7] += dst[k];
+}
+
 static int threads_for(int ngroups, int nthreads)
 {
     int t = st_get_threads();
@@ -346,6 +367,7 @@ typedef struct conv_call {
     size_t G, per_thread, in_size, out_size;
     const float *inp, *w, *b, *dout;
     const float *scale; /* forward (evaluation): per-channel scale applied before b, or NULL */
+    const st_conv_bn_grad *bn; /* backward: dout is this batch norm's output gradient, or NULL */
     int transposed;     /* forward: run the GEMM as col^T * W^T (st_conv_forward_transposed) */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
@@ -419,9 +441,15 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
     /* gather dy[OC, gn*P] and the bias gradient of this group */
     for (int oc = 0; oc < s->OC; oc++) {
         double acc[8] = {0};
-        for (int j = 0; j < gn; j++)
-            copy_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc,
-                     c->dout + (size_t)(lo + j) * c->out_size + (size_t)oc * P, P);
+        for (int j = 0; j < gn; j++) {
+            size_t off = (size_t)(lo + j) * c->out_size + (size_t)oc * P;
+            if (c->bn)
+                bn_dx_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc, c->dout + off,
+                          c->bn->x + off, c->bn->relu_out ? c->bn->relu_out + off : NULL,
+                          c->bn->mean[oc], c->bn->invstd[oc], c->bn->coef + 3 * oc, P);
+            else
+                copy_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc, c->dout + off, P);
+        }
         pb[oc] = (float)st_sum8(acc);
     }
     for (int j = 0; j < gn; j++)
@@ -523,10 +551,11 @@ void st_conv2d_forward_affine(float *out, const float *inp, const float *w, cons
 }
 
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, const st_conv_shape *s, int N, float *ws, int nthreads)
+                        const float *w, const st_conv_shape *s, int N, float *ws, int nthreads,
+                        const st_conv_bn_grad *bn)
 {
     conv_call c = conv_call_init(s, N, ws, nthreads);
-    c.inp = inp, c.w = w, c.dout = dout, c.dinp = dinp;
+    c.inp = inp, c.w = w, c.dout = dout, c.dinp = dinp, c.bn = bn;
     run_groups(&c, nthreads, backward_group);
     size_t wsize = (size_t)s->OC * c.CKK, part_size = wsize + (size_t)s->OC;
     float *partial = c.partial;

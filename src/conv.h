@@ -35,7 +35,18 @@ void st_conv2d_forward_affine(float *out, const float *inp, const float *w, cons
 /* Whether st_conv2d_forward and st_conv2d_forward_affine run their GEMM as col^T * W^T for this
  * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
+/* A training batch norm (and ReLU) after the conv whose input gradient the conv's backward
+ * computes as it reads its output gradient: dy = st_bn_dx(st_relu_mask(dout, relu_out), x, ...)
+ * with the channel's mean, invstd and coef[3 oc ..] = mdy, mdyx, scale. x: the conv's output (the
+ * batch norm's input); relu_out: the batch norm's output, or NULL without a ReLU. */
+typedef struct st_conv_bn_grad {
+    const float *x, *relu_out, *mean, *invstd;
+    const double *coef;
+} st_conv_bn_grad;
+
+/* bn: NULL, or dout is the gradient of that batch norm's output (see st_conv_bn_grad). */
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, const st_conv_shape *s, int N, float *ws, int nthreads);
+                        const float *w, const st_conv_shape *s, int N, float *ws, int nthreads,
+                        const st_conv_bn_grad *bn);
 
 #endif

@@ -23,6 +23,27 @@
 #define ST_VEC_CLONES
 #endif
 
+/* dy where a ReLU passed its input (out > 0), else 0: the ReLU's backward, without a branch so that
+ * the loops around it vectorise. */
+static inline float st_relu_mask(float dy, float out)
+{
+    uint32_t bits; /* dy & (all ones or zero) */
+    memcpy(&bits, &dy, sizeof bits);
+    bits &= (uint32_t) - (int32_t)(out > 0.0f);
+    memcpy(&dy, &bits, sizeof dy);
+    return dy;
+}
+
+/* Batch norm's input gradient of one element (training mode),
+ *     dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * gamma,  xhat = (x - mean) * invstd,
+ * with the channel's mdy = mean(dy), mdyx = mean(dy * xhat), scale = invstd * gamma; in double. */
+static inline float st_bn_dx(float dy, float x, float mean, float invstd, double mdy, double mdyx,
+                             double scale)
+{
+    double xhat = (double)(x - mean) * invstd;
+    return (float)((dy - mdy - xhat * mdyx) * scale);
+}
+
 /* Sum of 8 partial sums (lanes) in a fixed tree: the reductions that keep 8 interleaved lanes to
  * vectorise use it, so their results do not depend on the number of threads. */
 static inline double st_sum8(const double *a)

@@ -113,17 +113,6 @@ ST_VEC_CLONES static void chan_affine(float *restrict y, const float *restrict x
     }
 }
 
-/* A batch norm's input gradient with the fused ReLU's mask applied: dy where the ReLU passed its
- * input (out > 0), else 0. */
-static inline float masked(float dy, float out)
-{
-    uint32_t bits; /* dy & (all ones or zero): no branch, so the loops around it vectorise */
-    memcpy(&bits, &dy, sizeof bits);
-    bits &= (uint32_t) - (int32_t)(out > 0.0f);
-    memcpy(&dy, &bits, sizeof dy);
-    return dy;
-}
-
 /* 4 doubles / 4 floats as GCC vector types: the lane sums below are written with them so that
  * they vectorise (the compiler does not turn the float-to-double lane loops into vector code). */
 typedef double v4d __attribute__((vector_size(32)));
@@ -160,7 +149,7 @@ ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2,
     memcpy(a2, s2, sizeof s2);
     for (; k < HW; k++) {
         double xhat = (double)(x[k] - mean) * invstd;
-        float d = out ? masked(dy[k], out[k]) : dy[k];
+        float d = out ? st_relu_mask(dy[k], out[k]) : dy[k];
         a1[k & 7] += d;
         a2[k & 7] += d * xhat;
     }
@@ -174,16 +163,12 @@ ST_VEC_CLONES static void chan_dx(float *restrict d, const float *restrict x,
                                   double mdyx, double scale, int HW)
 {
     if (!out) {
-        for (int k = 0; k < HW; k++) {
-            double xhat = (double)(x[k] - mean) * invstd;
-            d[k] = (float)((d[k] - mdy - xhat * mdyx) * scale);
-        }
+        for (int k = 0; k < HW; k++)
+            d[k] = st_bn_dx(d[k], x[k], mean, invstd, mdy, mdyx, scale);
         return;
     }
-    for (int k = 0; k < HW; k++) {
-        double xhat = (double)(x[k] - mean) * invstd;
-        d[k] = (float)((masked(d[k], out[k]) - mdy - xhat * mdyx) * scale);
-    }
+    for (int k = 0; k < HW; k++)
+        d[k] = st_bn_dx(st_relu_mask(d[k], out[k]), x[k], mean, invstd, mdy, mdyx, scale);
 }
 
 /* The reference kernels' arithmetic, one channel per task. */
@@ -243,9 +228,11 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
         }
 }
 
-/* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here). */
+/* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here). After a conv,
+ * in place (the model's case), the input gradient is left to the conv's backward (dx_coef). */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
+    int defer = l->stats_src && dinp == dout;
     int C = l->in_c, HW = l->in_h * l->in_w, relu = l->relu_fused;
     size_t M = (size_t)n * HW;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
@@ -264,6 +251,10 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
             continue;
         double mdy = sum_dy / (double)M, mdyx = sum_dy_xhat / (double)M;
         double scale = (double)invstd * l->w[c];
+        if (defer) {
+            l->dx_coef[3 * c] = mdy, l->dx_coef[3 * c + 1] = mdyx, l->dx_coef[3 * c + 2] = scale;
+            continue;
+        }
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)i * C + c) * HW;
             if (dinp != dout) /* the model always runs it in place; other callers copy */
@@ -591,7 +582,15 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
                                 l->conv.oc, l->conv.kh, l->conv.kw, l->conv.stride, l->conv.pad);
         else {
             st_conv_shape s = conv_shape(l);
-            st_conv2d_backward(dinp, l->dw, l->db, dout, in, l->w, &s, n, m->ws, m->ws_threads);
+            const st_layer *bn = l->bn_next;
+            /* dout is then the batch norm's output gradient; the conv applies its backward */
+            st_conv_bn_grad g = {0};
+            if (bn)
+                g = (st_conv_bn_grad){.x = l->out, .relu_out = bn->relu_fused ? bn->out : NULL,
+                                      .mean = bn->save_mean, .invstd = bn->save_invstd,
+                                      .coef = bn->dx_coef};
+            st_conv2d_backward(dinp, l->dw, l->db, dout, in, l->w, &s, n, m->ws, m->ws_threads,
+                               bn ? &g : NULL);
         }
         break;
     case ST_L_BN:

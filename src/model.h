@@ -50,6 +50,9 @@ typedef struct st_layer {
     struct st_layer *stats_src; /* batch norm: the conv before it (training: conv_stats describe
                                    its input; evaluation: the conv applies it) */
     int relu_fused;       /* batch norm: also applies the ReLU that follows it (both passes) */
+    double *dx_coef;      /* batch norm after a conv: [C][3] mean(dy), mean(dy * xhat) and
+                             invstd * gamma of the last backward pass. Its input gradient is not
+                             written: the conv's backward computes it from these as it reads it */
     struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv
                                  applies that batch norm (and its ReLU) as it writes its output,
                                  which is the batch norm's output */

@@ -74,7 +74,7 @@ static void test_conv_fast_vs_ref(void)
         st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, NULL, 0);
         conv2d_backward_ref(dx1, dw1, db1, dy, x, w, c->N, c->C, c->H, c->W, c->OC, c->K, c->K,
                             c->S, c->P);
-        st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt);
+        st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt, NULL);
         printf("  conv N=%d C=%d %dx%d OC=%d k=%d s=%d p=%d\n", c->N, c->C, c->H, c->W, c->OC,
                c->K, c->S, c->P);
         double kfw = (double)c->C * c->K * c->K, kdw = (double)c->N * OH * OW;
