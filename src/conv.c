@@ -234,25 +234,54 @@ static void copy_sum(float *restrict dst, double *restrict acc, const float *res
     }
 }
 
-/* dst[0..n) = the batch norm's input gradient from its output gradient d (ReLU mask from out,
- * unless NULL), its input x and the channel's coefficients (st_conv_bn_grad), and acc[k % 8] +=
- * dst[k] in double, like copy_sum. */
-ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
-                                   const float *restrict d, const float *restrict x,
-                                   const float *restrict out, float mean, float invstd,
-                                   const double *coef, int n)
+/* acc[k % 8] += dst[k], k < n, in double (8 lanes, fixed order). */
+static void sum_lanes(double *restrict acc, const float *restrict dst, int n)
 {
-    double mdy = coef[0], mdyx = coef[1], scale = coef[2];
-    for (int k = 0; k < n; k++) {
-        float dy = out ? st_relu_mask(d[k], out[k]) : d[k];
-        dst[k] = st_bn_dx(dy, x[k], mean, invstd, mdy, mdyx, scale);
-    }
     int k = 0;
     for (; k + 8 <= n; k += 8)
         for (int j = 0; j < 8; j++)
             acc[j] += dst[k + j];
     for (; k < n; k++)
         acc[k & 7] += dst[k];
+}
+
+/* One plane of the batch norm's input gradient (st_conv_bn_grad, channel oc), n = H * W values:
+ * from the plane's output gradient d, or with a pool from its pooled gradient d and argmax am;
+ * then acc[k % 8] += dst[k] (the conv's bias gradient), like copy_sum. */
+ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
+                                   const float *restrict d, const int32_t *restrict am,
+                                   const float *restrict x, const st_conv_bn_grad *bn, int oc,
+                                   int n)
+{
+    float mean = bn->mean[oc], invstd = bn->invstd[oc], g = bn->gamma[oc], b = bn->beta[oc];
+    double mdy = bn->coef[3 * oc], mdyx = bn->coef[3 * oc + 1], scale = bn->coef[3 * oc + 2];
+    if (am) { /* zero gradient but at the maxima, done 256 at a time: gather, compute, scatter */
+        for (int k = 0; k < n; k++)
+            dst[k] = st_bn_dx(0.0f, x[k], mean, invstd, mdy, mdyx, scale);
+        float xs[256], v[256];
+        for (int o0 = 0; o0 < bn->pool_hw; o0 += 256) {
+            int m = bn->pool_hw - o0 < 256 ? bn->pool_hw - o0 : 256;
+            for (int o = 0; o < m; o++)
+                xs[o] = x[am[o0 + o]];
+            for (int o = 0; o < m; o++) {
+                float dy = d[o0 + o];
+                if (bn->relu)
+                    dy = st_relu_mask(dy, st_bn_out(xs[o], mean, invstd, g, b));
+                v[o] = st_bn_dx(dy, xs[o], mean, invstd, mdy, mdyx, scale);
+            }
+            for (int o = 0; o < m; o++)
+                dst[am[o0 + o]] = v[o];
+        }
+    } else if (bn->relu) {
+        for (int k = 0; k < n; k++) {
+            float dy = st_relu_mask(d[k], st_bn_out(x[k], mean, invstd, g, b));
+            dst[k] = st_bn_dx(dy, x[k], mean, invstd, mdy, mdyx, scale);
+        }
+    } else {
+        for (int k = 0; k < n; k++)
+            dst[k] = st_bn_dx(d[k], x[k], mean, invstd, mdy, mdyx, scale);
+    }
+    sum_lanes(acc, dst, n);
 }
 
 static int threads_for(int ngroups, int nthreads)
@@ -443,12 +472,15 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
         double acc[8] = {0};
         for (int j = 0; j < gn; j++) {
             size_t off = (size_t)(lo + j) * c->out_size + (size_t)oc * P;
-            if (c->bn)
-                bn_dx_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc, c->dout + off,
-                          c->bn->x + off, c->bn->relu_out ? c->bn->relu_out + off : NULL,
-                          c->bn->mean[oc], c->bn->invstd[oc], c->bn->coef + 3 * oc, P);
+            float *dst = dy + (size_t)oc * ldc + (size_t)j * P;
+            const st_conv_bn_grad *bn = c->bn;
+            if (bn && bn->argmax) {
+                size_t poff = ((size_t)(lo + j) * s->OC + oc) * bn->pool_hw;
+                bn_dx_sum(dst, acc, c->dout + poff, bn->argmax + poff, bn->x + off, bn, oc, P);
+            } else if (bn)
+                bn_dx_sum(dst, acc, c->dout + off, NULL, bn->x + off, bn, oc, P);
             else
-                copy_sum(dy + (size_t)oc * ldc + (size_t)j * P, acc, c->dout + off, P);
+                copy_sum(dst, acc, c->dout + off, P);
         }
         pb[oc] = (float)st_sum8(acc);
     }

@@ -35,13 +35,19 @@ void st_conv2d_forward_affine(float *out, const float *inp, const float *w, cons
 /* Whether st_conv2d_forward and st_conv2d_forward_affine run their GEMM as col^T * W^T for this
  * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
-/* A training batch norm (and ReLU) after the conv whose input gradient the conv's backward
- * computes as it reads its output gradient: dy = st_bn_dx(st_relu_mask(dout, relu_out), x, ...)
- * with the channel's mean, invstd and coef[3 oc ..] = mdy, mdyx, scale. x: the conv's output (the
- * batch norm's input); relu_out: the batch norm's output, or NULL without a ReLU. */
+/* A training batch norm after the conv (maybe with a ReLU, maybe then a 2x2 max pool) whose input
+ * gradient the conv's backward computes as it reads its output gradient:
+ *     dy = st_bn_dx(d, x, mean, invstd, coef[3 oc], coef[3 oc + 1], coef[3 oc + 2])
+ * where x is the conv's output (the batch norm's input) and d the gradient of the batch norm's
+ * output, masked by the ReLU (relu: where st_bn_out(x, mean, invstd, gamma, beta) > 0). Without
+ * a pool (argmax NULL), dout holds d. With one, dout is the pool's output gradient, pool_hw values
+ * per plane, and d is that value at the plane's argmax positions, 0 elsewhere. */
 typedef struct st_conv_bn_grad {
-    const float *x, *relu_out, *mean, *invstd;
+    const float *x, *mean, *invstd, *gamma, *beta;
     const double *coef;
+    int relu;
+    const int32_t *argmax;
+    int pool_hw;
 } st_conv_bn_grad;
 
 /* bn: NULL, or dout is the gradient of that batch norm's output (see st_conv_bn_grad). */

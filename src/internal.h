@@ -34,6 +34,14 @@ static inline float st_relu_mask(float dy, float out)
     return dy;
 }
 
+/* Batch norm's output for one element, (x - mean) * invstd * gamma + beta, in float: the forward
+ * pass and the backward passes that recompute the fused ReLU's mask from x use this one sequence
+ * of operations (no contraction to FMA under -std=c11), so they agree to the bit. */
+static inline float st_bn_out(float x, float mean, float invstd, float gamma, float beta)
+{
+    return (x - mean) * invstd * gamma + beta;
+}
+
 /* Batch norm's input gradient of one element (training mode),
  *     dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * gamma,  xhat = (x - mean) * invstd,
  * with the channel's mdy = mean(dy), mdyx = mean(dy * xhat), scale = invstd * gamma; in double. */

@@ -104,11 +104,11 @@ ST_VEC_CLONES static void chan_affine(float *restrict y, const float *restrict x
 {
     if (!relu) {
         for (int k = 0; k < HW; k++)
-            y[k] = (x[k] - mean) * invstd * g + b;
+            y[k] = st_bn_out(x[k], mean, invstd, g, b);
         return;
     }
     for (int k = 0; k < HW; k++) {
-        float v = (x[k] - mean) * invstd * g + b;
+        float v = st_bn_out(x[k], mean, invstd, g, b);
         y[k] = v > 0.0f ? v : (v != v ? v : 0.0f); /* ReLU; NaN stays NaN */
     }
 }
@@ -118,29 +118,35 @@ ST_VEC_CLONES static void chan_affine(float *restrict y, const float *restrict x
 typedef double v4d __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 
+/* The per-channel constants of a batch norm's backward pass. */
+typedef struct bn_chan {
+    float mean, invstd, g, b; /* saved statistics, weight and bias */
+    int relu;                 /* a fused ReLU follows: its mask is recomputed from x */
+} bn_chan;
+
 /* Sum of dy and of dy * xhat over one plane, into 8 lanes (lane j takes elements k = j mod 8),
- * with xhat = (double)(x - mean) * invstd. With out != NULL, dy is first masked by the fused
- * ReLU: dy where out > 0, else 0. */
+ * with xhat = (double)(x - mean) * invstd. With a fused ReLU, dy is first masked by it: dy where
+ * the batch norm's output st_bn_out(x) is > 0, else 0 (recomputed: one array fewer to read). */
 ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2,
                                      const float *restrict x, const float *restrict dy,
-                                     const float *restrict out, float mean, float invstd, int HW)
+                                     bn_chan q, int HW)
 {
     v4d s1[2], s2[2];
     memcpy(s1, a1, sizeof s1);
     memcpy(s2, a2, sizeof s2);
-    v4f vmean = {mean, mean, mean, mean};
+    v4f vmean = {q.mean, q.mean, q.mean, q.mean}, vinv = {q.invstd, q.invstd, q.invstd, q.invstd};
+    v4f vg = {q.g, q.g, q.g, q.g}, vb = {q.b, q.b, q.b, q.b};
     int k = 0;
     for (; k + 8 <= HW; k += 8)
         for (int h = 0; h < 2; h++) {
             v4f xf, df;
             memcpy(&xf, x + k + 4 * h, sizeof xf);
             memcpy(&df, dy + k + 4 * h, sizeof df);
-            if (out) {
-                v4f o;
-                memcpy(&o, out + k + 4 * h, sizeof o);
+            if (q.relu) { /* the same operations as st_bn_out */
+                v4f o = (xf - vmean) * vinv * vg + vb;
                 df = (v4f)((__typeof__(o > o))df & (o > 0.0f));
             }
-            v4d xhat = __builtin_convertvector(xf - vmean, v4d) * (double)invstd;
+            v4d xhat = __builtin_convertvector(xf - vmean, v4d) * (double)q.invstd;
             v4d d = __builtin_convertvector(df, v4d);
             s1[h] += d;
             s2[h] += d * xhat;
@@ -148,27 +154,44 @@ ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2,
     memcpy(a1, s1, sizeof s1);
     memcpy(a2, s2, sizeof s2);
     for (; k < HW; k++) {
-        double xhat = (double)(x[k] - mean) * invstd;
-        float d = out ? st_relu_mask(dy[k], out[k]) : dy[k];
+        double xhat = (double)(x[k] - q.mean) * q.invstd;
+        float d = q.relu ? st_relu_mask(dy[k], st_bn_out(x[k], q.mean, q.invstd, q.g, q.b)) : dy[k];
         a1[k & 7] += d;
         a2[k & 7] += d * xhat;
     }
 }
 
+/* The same sums when a 2x2 max pool follows (the batch norm does its backward): dy is zero but at
+ * the pool's maxima, am[o] (o < npool), where it is the pool's output gradient dpool[o]. The
+ * maxima's x are gathered 256 at a time, then summed by chan_dsums (lane j: maxima o = j mod 8). */
+static void pool_dsums(double *restrict a1, double *restrict a2, const float *restrict x,
+                       const float *restrict dpool, const int32_t *restrict am, bn_chan q,
+                       int npool)
+{
+    float xs[256];
+    for (int o0 = 0; o0 < npool; o0 += 256) {
+        int m = npool - o0 < 256 ? npool - o0 : 256;
+        for (int o = 0; o < m; o++)
+            xs[o] = x[am[o0 + o]];
+        chan_dsums(a1, a2, xs, dpool + o0, q, m); /* m % 8 != 0 only in the last chunk */
+    }
+}
+
 /* Batch norm's input gradient of one plane, in place (d holds dy, then dx):
  *     dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * gamma;
- * with out != NULL, dy is first masked by the fused ReLU (dy where out > 0, else 0). */
-ST_VEC_CLONES static void chan_dx(float *restrict d, const float *restrict x,
-                                  const float *restrict out, float mean, float invstd, double mdy,
-                                  double mdyx, double scale, int HW)
+ * with a fused ReLU, dy is first masked by it (as in chan_dsums). */
+ST_VEC_CLONES static void chan_dx(float *restrict d, const float *restrict x, bn_chan q,
+                                  double mdy, double mdyx, double scale, int HW)
 {
-    if (!out) {
+    if (!q.relu) {
         for (int k = 0; k < HW; k++)
-            d[k] = st_bn_dx(d[k], x[k], mean, invstd, mdy, mdyx, scale);
+            d[k] = st_bn_dx(d[k], x[k], q.mean, q.invstd, mdy, mdyx, scale);
         return;
     }
-    for (int k = 0; k < HW; k++)
-        d[k] = st_bn_dx(st_relu_mask(d[k], out[k]), x[k], mean, invstd, mdy, mdyx, scale);
+    for (int k = 0; k < HW; k++) {
+        float dy = st_relu_mask(d[k], st_bn_out(x[k], q.mean, q.invstd, q.g, q.b));
+        d[k] = st_bn_dx(dy, x[k], q.mean, q.invstd, mdy, mdyx, scale);
+    }
 }
 
 /* The reference kernels' arithmetic, one channel per task. */
@@ -228,21 +251,26 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
         }
 }
 
-/* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here). After a conv,
- * in place (the model's case), the input gradient is left to the conv's backward (dx_coef). */
+/* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here); with a fused
+ * 2x2 max pool after that (pool_after), dout is the pool's output gradient. After a conv, in place
+ * (the model's case), the input gradient is left to the conv's backward (dx_coef). */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
     int defer = l->stats_src && dinp == dout;
-    int C = l->in_c, HW = l->in_h * l->in_w, relu = l->relu_fused;
+    int C = l->in_c, HW = l->in_h * l->in_w;
+    const st_layer *pool = l->pool_after;
+    int PHW = pool ? pool->out_h * pool->out_w : 0;
     size_t M = (size_t)n * HW;
 #pragma omp parallel for schedule(static) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
         double a1[8] = {0}, a2[8] = {0};
-        float mean = l->save_mean[c], invstd = l->save_invstd[c];
+        bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c], l->relu_fused};
         for (int i = 0; i < n; i++) {
-            size_t off = ((size_t)i * C + c) * HW;
-            chan_dsums(a1, a2, in + off, dout + off, relu ? l->out + off : NULL, mean, invstd,
-                       HW);
+            size_t off = ((size_t)i * C + c) * HW, poff = ((size_t)i * C + c) * PHW;
+            if (pool)
+                pool_dsums(a1, a2, in + off, dout + poff, pool->argmax + poff, q, PHW);
+            else
+                chan_dsums(a1, a2, in + off, dout + off, q, HW);
         }
         double sum_dy = st_sum8(a1), sum_dy_xhat = st_sum8(a2);
         l->db[c] += (float)sum_dy;
@@ -250,8 +278,8 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         if (!dinp)
             continue;
         double mdy = sum_dy / (double)M, mdyx = sum_dy_xhat / (double)M;
-        double scale = (double)invstd * l->w[c];
-        if (defer) {
+        double scale = (double)q.invstd * l->w[c];
+        if (defer || pool) { /* (a pool is only fused after a conv: model.c) */
             l->dx_coef[3 * c] = mdy, l->dx_coef[3 * c + 1] = mdyx, l->dx_coef[3 * c + 2] = scale;
             continue;
         }
@@ -259,8 +287,7 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
             size_t off = ((size_t)i * C + c) * HW;
             if (dinp != dout) /* the model always runs it in place; other callers copy */
                 memcpy(dinp + off, dout + off, sizeof(float) * (size_t)HW);
-            chan_dx(dinp + off, in + off, relu ? l->out + off : NULL, mean, invstd, mdy, mdyx,
-                    scale, HW);
+            chan_dx(dinp + off, in + off, q, mdy, mdyx, scale, HW);
         }
     }
 }
@@ -585,10 +612,14 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
             const st_layer *bn = l->bn_next;
             /* dout is then the batch norm's output gradient; the conv applies its backward */
             st_conv_bn_grad g = {0};
-            if (bn)
-                g = (st_conv_bn_grad){.x = l->out, .relu_out = bn->relu_fused ? bn->out : NULL,
-                                      .mean = bn->save_mean, .invstd = bn->save_invstd,
-                                      .coef = bn->dx_coef};
+            if (bn) {
+                const st_layer *pool = bn->pool_after;
+                g = (st_conv_bn_grad){.x = l->out, .mean = bn->save_mean,
+                                      .invstd = bn->save_invstd, .gamma = bn->w, .beta = bn->b,
+                                      .coef = bn->dx_coef, .relu = bn->relu_fused,
+                                      .argmax = pool ? pool->argmax : NULL,
+                                      .pool_hw = pool ? pool->out_h * pool->out_w : 0};
+            }
             st_conv2d_backward(dinp, l->dw, l->db, dout, in, l->w, &s, n, m->ws, m->ws_threads,
                                bn ? &g : NULL);
         }
@@ -613,7 +644,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
             if (ref)
                 maxpool2d_backward_ref(dinp, dout, l->argmax, n, l->in_c, l->in_h, l->in_w,
                                        l->out_h, l->out_w);
-            else
+            else if (!l->bwd_fused) /* else the batch norm before it does this backward */
                 maxpool_backward(l, dout, dinp, n);
         }
         break;

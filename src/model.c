@@ -211,10 +211,12 @@ static void add_tensor(st_model *m, const st_layer *l, const char *suffix, st_dt
 
 /* Layers whose input gradient overwrites their output gradient (element-wise, or batch norm, which
  * reads all of it before writing). */
-static int backward_in_place(const st_layer *l)
+/* A max pool whose backward the batch norm before it does (fast path) passes its output gradient
+ * on unchanged, as if computed in place. */
+static int backward_in_place(const st_layer *l, int reference)
 {
     return l->kind == ST_L_RELU || l->kind == ST_L_DROPOUT || l->kind == ST_L_FLATTEN ||
-           l->kind == ST_L_BN;
+           l->kind == ST_L_BN || (l->bwd_fused && !reference);
 }
 
 static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, int max_batch,
@@ -278,21 +280,8 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
     while (first < nspec - 1 && layer_num_params(&m->layers[first]) == 0)
         first++;
     m->first_trainable = first;
-    /* The backward pass alternates between two gradient buffers, except through the layers whose
-     * gradient is computed in place (see backward_in_place); size each buffer for what it holds. */
-    size_t need[2] = {ST_NUM_CLASSES, 0};
-    int cur = 0;
-    for (int i = nspec - 1; i > first; i--) {
-        int t = backward_in_place(&m->layers[i]) ? cur : cur ^ 1;
-        if (m->layers[i].in_size > need[t])
-            need[t] = m->layers[i].in_size;
-        cur = t;
-    }
-    m->dbuf[0] = xcalloc(B * need[0], sizeof(float), &total);
-    m->dbuf[1] = xcalloc(B * (need[1] ? need[1] : 1), sizeof(float), &total);
     m->labels = xcalloc(B, 1, &total);
-    if (!m->params || !m->grads || !m->buffers || !m->tensors || !m->dbuf[0] || !m->dbuf[1] ||
-        !m->labels)
+    if (!m->params || !m->grads || !m->buffers || !m->tensors || !m->labels)
         goto oom;
 
     st_rng_seed(&m->rng, seed);
@@ -393,7 +382,31 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
             prev->relu_fused = 1;
             l->fused = 1;
         }
+        /* conv, batch norm, ReLU, 2x2 max pool: the batch norm does the pool's backward (from
+         * the pool's output gradient and argmax, without the full-size gradient in between) */
+        if (i >= 2 && l->kind == ST_L_MAXPOOL && l->pool.k == 2 && l->pool.s == 2 && prev->fused &&
+            m->layers[i - 2].stats_src) {
+            m->layers[i - 2].pool_after = l;
+            l->bwd_fused = 1;
+        }
     }
+    /* The backward pass alternates between two gradient buffers, except through the layers whose
+     * gradient is computed in place (see backward_in_place); size each buffer for what it holds,
+     * with the fast kernels' fusions and without (reference kernels). */
+    size_t need[2] = {ST_NUM_CLASSES, 0};
+    for (int reference = 0; reference < 2; reference++) {
+        int cur = 0;
+        for (int i = nspec - 1; i > first; i--) {
+            int t = backward_in_place(&m->layers[i], reference) ? cur : cur ^ 1;
+            if (m->layers[i].in_size > need[t])
+                need[t] = m->layers[i].in_size;
+            cur = t;
+        }
+    }
+    m->dbuf[0] = xcalloc(B * need[0], sizeof(float), &total);
+    m->dbuf[1] = xcalloc(B * (need[1] ? need[1] : 1), sizeof(float), &total);
+    if (!m->dbuf[0] || !m->dbuf[1])
+        goto oom;
     if (st_kernels_init(m, err) != 0) {
         st_model_free(m);
         return NULL;
@@ -574,7 +587,7 @@ int st_model_backward(st_model *m, st_error *err)
     for (int i = m->nlayers - 1; i >= first; i--) {
         st_layer *l = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].out : m->input;
-        int t = backward_in_place(l) ? cur : cur ^ 1;
+        int t = backward_in_place(l, m->reference) ? cur : cur ^ 1;
         float *dinp = i > first ? m->dbuf[t] : NULL;
         st_layer_backward(m, l, in, m->dbuf[cur], dinp, m->batch);
         cur = t;

@@ -53,6 +53,10 @@ typedef struct st_layer {
     double *dx_coef;      /* batch norm after a conv: [C][3] mean(dy), mean(dy * xhat) and
                              invstd * gamma of the last backward pass. Its input gradient is not
                              written: the conv's backward computes it from these as it reads it */
+    struct st_layer *pool_after; /* batch norm after a conv, with a fused ReLU: the 2x2 max pool
+                                    after that ReLU, whose backward it does (its output gradient
+                                    goes straight to the batch norm, and the conv, with argmax) */
+    int bwd_fused;        /* max pool: its backward is done by the batch norm before it */
     struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv
                                  applies that batch norm (and its ReLU) as it writes its output,
                                  which is the batch norm's output */
