@@ -8,10 +8,16 @@
  * Fusions (set up in model.c, fast path only), each saving a pass over an activation:
  *   - a conv feeding a batch norm computes the sum and sum of squares of each output channel
  *     (in double) while it writes its output, so the batch norm's training forward is one pass;
- *   - a batch norm followed by an in-place ReLU applies it in the same pass, and applies its mask
- *     to the incoming gradient inside its own backward pass (the ReLU layer then does nothing);
- *   - evaluation of large batches runs ST_EVAL_CHUNK images at a time through the whole network
- *     (model.c), so activations stay in cache. */
+ *   - a batch norm followed by an in-place ReLU applies it in the same pass, and its mask inside
+ *     its own backward pass, recomputed from its input (the ReLU layer then does nothing);
+ *   - conv, batch norm, ReLU, 2x2 max pool, training: the pool applies the batch norm and ReLU as
+ *     it reads the conv's output; backward, the batch norm reads the pool's output gradient and
+ *     argmax directly, and the conv computes the batch norm's input gradient as it gathers its
+ *     own output gradient (no full-size activation or gradient in between);
+ *   - a batch norm after a conv without a pool: the conv computes its input gradient the same way;
+ *   - evaluation: the conv applies its batch norm (and ReLU) as a per-channel scale and shift as
+ *     it writes its output (conv.c), and large batches run ST_EVAL_CHUNK images at a time through
+ *     the whole network (model.c), so activations stay in cache. */
 #include "kernels.h"
 
 #include "conv.h"
@@ -232,9 +238,10 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
             (float)((1.0 - ST_BN_MOMENTUM) * l->running_mean[c] + ST_BN_MOMENTUM * mean);
         l->running_var[c] =
             (float)((1.0 - ST_BN_MOMENTUM) * l->running_var[c] + ST_BN_MOMENTUM * unbiased);
-        for (int i = 0; i < n; i++)
-            chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW, fmean,
-                        invstd, l->w[c], l->b[c], HW, l->relu_fused);
+        if (!l->pool_after) /* else the max pool after it applies it (and the ReLU) */
+            for (int i = 0; i < n; i++)
+                chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
+                            fmean, invstd, l->w[c], l->b[c], HW, l->relu_fused);
     }
     l->num_batches_tracked++;
 }
@@ -300,11 +307,21 @@ typedef int32_t v4i __attribute__((vector_size(16)));
  * r1[2i+1]), i < 4, and (am != NULL) their positions, base + {0, 1, W, W + 1}; the first maximum
  * wins (PyTorch's rule) and a NaN wins over everything after it. */
 static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const float *r1,
-                                v4i base, int W)
+                                v4i base, int W, const bn_chan *q)
 {
     v4f a0, a1, b0, b1;
     memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 4, sizeof a1);
     memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + 4, sizeof b1);
+    if (q) { /* the values are a batch norm's inputs: its output and ReLU first (as chan_affine) */
+        v4f vmean = {q->mean, q->mean, q->mean, q->mean};
+        v4f vinv = {q->invstd, q->invstd, q->invstd, q->invstd};
+        v4f vg = {q->g, q->g, q->g, q->g}, vb = {q->b, q->b, q->b, q->b}, zero = {0, 0, 0, 0};
+        v4f *r[4] = {&a0, &a1, &b0, &b1};
+        for (int i = 0; i < 4; i++) {
+            v4f v = (*r[i] - vmean) * vinv * vg + vb;
+            *r[i] = (v4f)((v4i)v & ((v > zero) | (v != v)));
+        }
+    }
     const v4i even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};
     v4f cand[3] = {__builtin_shuffle(a0, a1, odd), __builtin_shuffle(b0, b1, even),
                    __builtin_shuffle(b0, b1, odd)};
@@ -322,11 +339,19 @@ static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const fl
         memcpy(am, &k, sizeof k);
 }
 
+/* A batch norm's output and ReLU for one value, as chan_affine computes them. */
+static inline float bn_relu(float x, const bn_chan *q)
+{
+    float v = st_bn_out(x, q->mean, q->invstd, q->g, q->b);
+    return v > 0.0f ? v : (v != v ? v : 0.0f);
+}
+
 /* 2x2, stride 2, one plane, four outputs at a time: a row's last four are taken from OW - 4
  * (recomputing a few, same values), so rows of 4 or more outputs need no scalar tail. With
- * am == NULL (evaluation mode: no backward pass) the positions are not written. */
+ * am == NULL (evaluation mode: no backward pass) the positions are not written. With q, x is a
+ * batch norm's input, and the pool takes the maxima of that batch norm's output after a ReLU. */
 static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const float *restrict x,
-                             int W, int OH, int OW)
+                             int W, int OH, int OW, const bn_chan *q)
 {
     for (int oh = 0; oh < OH; oh++) {
         const float *r0 = x + (size_t)2 * oh * W, *r1 = r0 + W;
@@ -339,7 +364,7 @@ static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const floa
                     ow = OW - 4;
                 int b = 2 * oh * W + 2 * ow;
                 maxpool2x2_4(yr + ow, ar ? ar + ow : NULL, r0 + 2 * ow, r1 + 2 * ow,
-                             (v4i){b, b + 2, b + 4, b + 6}, W);
+                             (v4i){b, b + 2, b + 4, b + 6}, W, q);
                 if (ow == OW - 4) {
                     ow = OW;
                     break;
@@ -347,6 +372,8 @@ static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const floa
             }
         for (; ow < OW; ow++) { /* rows of fewer than 4 outputs */
             float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            if (q)
+                a = bn_relu(a, q), b = bn_relu(b, q), c = bn_relu(c, q), d = bn_relu(d, q);
             int base = 2 * oh * W + 2 * ow;
             float m = a;
             int k = base;
@@ -363,19 +390,29 @@ static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const floa
     }
 }
 
-static void maxpool_forward(st_layer *l, const float *in, int n, int want_argmax)
+/* Training: with a batch norm (+ ReLU) fused before it (bn_before), the pool reads the batch
+ * norm's input, the conv's output, and applies them itself (the batch norm skipped that pass). */
+static void maxpool_forward(st_layer *l, const float *in, int n, int training)
 {
-    int planes = n * l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    int C = l->in_c, planes = n * C, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
     int K = l->pool.k, S = l->pool.s;
     if (K != 2 || S != 2) {
         maxpool2d_forward_ref(l->out, l->argmax, in, n, l->in_c, H, W, K, S);
         return;
     }
+    const st_layer *bn = training ? l->bn_before : NULL;
+    if (bn)
+        in = bn->stats_src->out;
 #pragma omp parallel for schedule(static) num_threads(nthreads()) if (planes > 8)
     for (int p = 0; p < planes; p++) {
+        bn_chan q = {0};
+        if (bn) {
+            int c = p % C;
+            q = (bn_chan){bn->save_mean[c], bn->save_invstd[c], bn->w[c], bn->b[c], 1};
+        }
         maxpool2x2_plane(l->out + (size_t)p * OH * OW,
-                         want_argmax ? l->argmax + (size_t)p * OH * OW : NULL,
-                         in + (size_t)p * H * W, W, OH, OW);
+                         training ? l->argmax + (size_t)p * OH * OW : NULL,
+                         in + (size_t)p * H * W, W, OH, OW, bn ? &q : NULL);
     }
 }
 
@@ -644,7 +681,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
             if (ref)
                 maxpool2d_backward_ref(dinp, dout, l->argmax, n, l->in_c, l->in_h, l->in_w,
                                        l->out_h, l->out_w);
-            else if (!l->bwd_fused) /* else the batch norm before it does this backward */
+            else if (!l->bn_before) /* else the batch norm before it does this backward */
                 maxpool_backward(l, dout, dinp, n);
         }
         break;

@@ -216,7 +216,7 @@ static void add_tensor(st_model *m, const st_layer *l, const char *suffix, st_dt
 static int backward_in_place(const st_layer *l, int reference)
 {
     return l->kind == ST_L_RELU || l->kind == ST_L_DROPOUT || l->kind == ST_L_FLATTEN ||
-           l->kind == ST_L_BN || (l->bwd_fused && !reference);
+           l->kind == ST_L_BN || (l->bn_before && !reference);
 }
 
 static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, int max_batch,
@@ -382,12 +382,13 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
             prev->relu_fused = 1;
             l->fused = 1;
         }
-        /* conv, batch norm, ReLU, 2x2 max pool: the batch norm does the pool's backward (from
-         * the pool's output gradient and argmax, without the full-size gradient in between) */
+        /* conv, batch norm, ReLU, 2x2 max pool: in training the pool applies the batch norm and
+         * ReLU as it reads the conv's output, and the batch norm does the pool's backward from
+         * the pool's output gradient and argmax (no full-size tensor in between, either way) */
         if (i >= 2 && l->kind == ST_L_MAXPOOL && l->pool.k == 2 && l->pool.s == 2 && prev->fused &&
             m->layers[i - 2].stats_src) {
             m->layers[i - 2].pool_after = l;
-            l->bwd_fused = 1;
+            l->bn_before = &m->layers[i - 2];
         }
     }
     /* The backward pass alternates between two gradient buffers, except through the layers whose

@@ -54,9 +54,11 @@ typedef struct st_layer {
                              invstd * gamma of the last backward pass. Its input gradient is not
                              written: the conv's backward computes it from these as it reads it */
     struct st_layer *pool_after; /* batch norm after a conv, with a fused ReLU: the 2x2 max pool
-                                    after that ReLU, whose backward it does (its output gradient
-                                    goes straight to the batch norm, and the conv, with argmax) */
-    int bwd_fused;        /* max pool: its backward is done by the batch norm before it */
+                                    after that ReLU. In training, the pool applies the batch norm
+                                    and ReLU as it reads the conv's output (the batch norm's and
+                                    ReLU's output is not written), and the batch norm does the
+                                    pool's backward (from its output gradient and argmax) */
+    struct st_layer *bn_before; /* max pool: that batch norm (see pool_after) */
     struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv
                                  applies that batch norm (and its ReLU) as it writes its output,
                                  which is the batch norm's output */
