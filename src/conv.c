@@ -528,7 +528,7 @@ static void run_groups(const conv_call *c, int nthreads,
 {
     int nt = threads_for(c->ng, nthreads);
     if (nt > 1) {
-#pragma omp parallel for schedule(static, 1) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
         for (int g = 0; g < c->ng; g++)
             fn(c, g, c->ws + (size_t)omp_get_thread_num() * c->per_thread, 0);
     } else {
@@ -596,7 +596,7 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
      * taking fixed slices of the weights */
     long nchunks = (long)((wsize + 4095) / 4096);
     int rt = nchunks < st_get_threads() ? (int)nchunks : st_get_threads();
-#pragma omp parallel for schedule(static) num_threads(rt) if (rt > 1)
+#pragma omp parallel for schedule(dynamic) num_threads(rt) if (rt > 1)
     for (long ch = 0; ch < nchunks; ch++) {
         size_t lo = (size_t)ch * 4096, hi = lo + 4096 < wsize ? lo + 4096 : wsize;
         for (int g = 0; g < ng; g++)

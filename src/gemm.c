@@ -475,20 +475,26 @@ void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
     }
 
     /* Tiles of C in whole register blocks; split the longer side first (each thread packs the
-     * whole of the other operand for its tile, so splitting the longer side duplicates less). */
+     * whole of the other operand for its tile, so splitting the longer side duplicates less).
+     * Up to 4 tiles per thread, handed out as threads finish: cores that run at different speeds
+     * (shared machines) then wait less for each other. The tiles only decide who computes which
+     * elements of C, never how, so the result does not depend on them. */
+    int parts = threads;
+    if (work / (4.0 * MIN_FMA_PER_THREAD) > parts)
+        parts = (int)fmin(4.0 * threads, work / (4.0 * MIN_FMA_PER_THREAD));
     const int bm = p.use_dot ? p.kr->dot_mb : p.kr->mr;
     const int bn = p.use_dot ? p.kr->dot_nb : p.kr->nr;
     const int um = (M + bm - 1) / bm, un = (N + bn - 1) / bn;
     int gm, gn;
     if (N >= M) {
-        gn = imin(un, threads);
-        gm = imin(um, (threads + gn - 1) / gn);
+        gn = imin(un, parts);
+        gm = imin(um, (parts + gn - 1) / gn);
     } else {
-        gm = imin(um, threads);
-        gn = imin(un, (threads + gm - 1) / gm);
+        gm = imin(um, parts);
+        gn = imin(un, (parts + gm - 1) / gm);
     }
     const int tiles = gm * gn;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
     for (int t = 0; t < tiles; t++) {
         const int ti = t / gn, tj = t % gn;
         const int i0 = imin(M, split(um, gm, ti) * bm), i1 = imin(M, split(um, gm, ti + 1) * bm);

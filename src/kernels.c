@@ -208,7 +208,7 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
     /* in the fast path the conv before computed the sum and the sum of squares (in double) as it
      * wrote this input, in this same forward pass */
     const double *st = l->stats_src ? l->stats_src->conv_stats : NULL;
-#pragma omp parallel for schedule(static) num_threads(nthreads())
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
         double mean = 0.0, ss = 0.0;
         int two_pass = !st;
@@ -249,7 +249,7 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
 static void bn_eval_forward(st_layer *l, const float *in, int n)
 {
     int C = l->in_c, HW = l->in_h * l->in_w;
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (n > 1)
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (n > 1)
     for (int i = 0; i < n; i++)
         for (int c = 0; c < C; c++) {
             float invstd = 1.0f / sqrtf(l->running_var[c] + ST_BN_EPS);
@@ -268,7 +268,7 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
     const st_layer *pool = l->pool_after;
     int PHW = pool ? pool->out_h * pool->out_w : 0;
     size_t M = (size_t)n * HW;
-#pragma omp parallel for schedule(static) num_threads(nthreads())
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads())
     for (int c = 0; c < C; c++) {
         double a1[8] = {0}, a2[8] = {0};
         bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c], l->relu_fused};
@@ -403,7 +403,7 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int training)
     const st_layer *bn = training ? l->bn_before : NULL;
     if (bn)
         in = bn->stats_src->out;
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (planes > 8)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) if (planes > 8)
     for (int p = 0; p < planes; p++) {
         bn_chan q = {0};
         if (bn) {
@@ -419,7 +419,7 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int training)
 static void maxpool_backward(st_layer *l, const float *dout, float *dinp, int n)
 {
     int planes = n * l->in_c, HW = l->in_h * l->in_w, OHW = l->out_h * l->out_w;
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (planes > 8)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) if (planes > 8)
     for (int p = 0; p < planes; p++) {
         float *dx = dinp + (size_t)p * HW;
         const float *dy = dout + (size_t)p * OHW;
@@ -456,7 +456,10 @@ static void linear_backward(st_layer *l, const float *in, const float *dout, flo
 
 /* Element-wise loops are written without branches on the data (a branch on the sign of random
  * values mispredicts half the time) and with restrict pointers, so that they vectorise. They run
- * in chunks of CHUNK elements, a fixed split whatever the number of threads. */
+ * in chunks of CHUNK elements, a fixed split whatever the number of threads. Like every loop
+ * here, the chunks (channels, planes) are handed out to threads as they finish (schedule
+ * dynamic): on a shared machine the cores run at different speeds, and a fixed share would
+ * make the faster one wait; which thread does a chunk never changes its result. */
 #define CHUNK 32768
 
 static void relu_chunk(float *restrict out, const float *restrict in, size_t n)
@@ -483,7 +486,7 @@ static void relu_backward_chunk(float *restrict dinp, const float *restrict dout
 static void relu_forward(float *out, const float *in, size_t total)
 {
     long nc = (long)((total + CHUNK - 1) / CHUNK);
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (nc > 2)
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nc > 2)
     for (long c = 0; c < nc; c++) {
         size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
         if (out == in)
@@ -510,7 +513,7 @@ static void mul_inplace(float *restrict d, const float *restrict mask, size_t n)
 static void relu_backward(float *dinp, const float *dout, const float *out, size_t total)
 {
     long nc = (long)((total + CHUNK - 1) / CHUNK);
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (nc > 2)
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nc > 2)
     for (long c = 0; c < nc; c++) {
         size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
         if (dinp == dout)
@@ -531,7 +534,7 @@ static void dropout_forward(float *out, float *mask, const float *in, size_t n, 
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     uint64_t key = st_rng_next(rng), threshold = st_dropout_threshold(p);
     long nb = (long)((n + ST_DROPOUT_BLOCK - 1) / ST_DROPOUT_BLOCK);
-#pragma omp parallel for schedule(static) num_threads(nthreads()) if (nb > 4)
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nb > 4)
     for (long b = 0; b < nb; b++) {
         size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
         size_t len = n - lo < ST_DROPOUT_BLOCK ? n - lo : ST_DROPOUT_BLOCK;

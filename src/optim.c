@@ -77,7 +77,7 @@ void st_optim_step(st_optim *o)
     /* Element-wise, so splitting the range among threads leaves every value bit-identical. */
     size_t n = m->num_params, chunk = 16384;
     long nchunks = (long)((n + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static) if (nchunks > 4)
+#pragma omp parallel for schedule(dynamic) if (nchunks > 4)
     for (long c = 0; c < nchunks; c++) {
         size_t lo = (size_t)c * chunk, len = lo + chunk <= n ? chunk : n - lo;
         if (o->cfg.kind == ST_OPTIM_ADAM)
