@@ -254,7 +254,8 @@ ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
                                    int n)
 {
     float mean = bn->mean[oc], invstd = bn->invstd[oc], g = bn->gamma[oc], b = bn->beta[oc];
-    double mdy = bn->coef[3 * oc], mdyx = bn->coef[3 * oc + 1], scale = bn->coef[3 * oc + 2];
+    float mdy = (float)bn->coef[3 * oc], mdyx = (float)bn->coef[3 * oc + 1];
+    float scale = (float)bn->coef[3 * oc + 2];
     if (am) { /* zero gradient but at the maxima, done 256 at a time: gather, compute, scatter */
         for (int k = 0; k < n; k++)
             dst[k] = st_bn_dx(0.0f, x[k], mean, invstd, mdy, mdyx, scale);

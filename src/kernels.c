@@ -187,7 +187,7 @@ static void pool_dsums(double *restrict a1, double *restrict a2, const float *re
  *     dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * gamma;
  * with a fused ReLU, dy is first masked by it (as in chan_dsums). */
 ST_VEC_CLONES static void chan_dx(float *restrict d, const float *restrict x, bn_chan q,
-                                  double mdy, double mdyx, double scale, int HW)
+                                  float mdy, float mdyx, float scale, int HW)
 {
     if (!q.relu) {
         for (int k = 0; k < HW; k++)
@@ -294,7 +294,7 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
             size_t off = ((size_t)i * C + c) * HW;
             if (dinp != dout) /* the model always runs it in place; other callers copy */
                 memcpy(dinp + off, dout + off, sizeof(float) * (size_t)HW);
-            chan_dx(dinp + off, in + off, q, mdy, mdyx, scale, HW);
+            chan_dx(dinp + off, in + off, q, (float)mdy, (float)mdyx, (float)scale, HW);
         }
     }
 }
