@@ -329,9 +329,9 @@ static void scatter_row(float *restrict dst, const float *restrict src, float sc
  * in one pass, in 4 x 4 blocks through vector shuffles (any CPU: GCC lowers them to what the target
  * has). With stats (only without relu), also adds the sum and the sum of squares of each channel's
  * values written to stats[2 oc], stats[2 oc + 1], in double: one lane per pixel p mod 4. */
-ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *restrict src, int P, int OC,
-                             const float *scale, const float *shift, int relu,
-                             double *restrict stats)
+ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *restrict src, int P,
+                                           int OC, const float *scale, const float *shift,
+                                           int relu, double *restrict stats)
 {
     int p4 = P & ~3, oc4 = OC & ~3;
     for (int o = 0; o < oc4; o += 4) {
