@@ -210,9 +210,8 @@ static void add_tensor(st_model *m, const st_layer *l, const char *suffix, st_dt
 }
 
 /* Layers whose input gradient overwrites their output gradient (element-wise, or batch norm, which
- * reads all of it before writing). */
-/* A max pool whose backward the batch norm before it does (fast path) passes its output gradient
- * on unchanged, as if computed in place. */
+ * reads all of it before writing). A max pool whose backward the batch norm before it does (fast
+ * path) leaves its output gradient where it is, for that batch norm: as if computed in place. */
 static int backward_in_place(const st_layer *l, int reference)
 {
     return l->kind == ST_L_RELU || l->kind == ST_L_DROPOUT || l->kind == ST_L_FLATTEN ||

@@ -64,7 +64,7 @@ typedef struct st_layer {
                                  which is the batch norm's output */
     float *bn_affine;     /* conv: OC scales, then OC shifts (that batch norm and the bias) */
     int fused;            /* ReLU: done by the batch norm before it (or by the conv before
-                             that, when the batch norm is folded) */
+                             that in evaluation, or by a max pool after it in training) */
     float *out;                          /* output activations, max_batch * out_size */
     int shares_out;                      /* out is the previous layer's buffer (in place) */
 } st_layer;
@@ -94,7 +94,9 @@ struct st_model {
     st_rng rng;            /* dropout masks */
 };
 
-/* Runs the plain reference kernels of layers.h instead of the fast ones (for tests). */
+/* Runs the plain reference kernels of layers.h instead of the fast ones (for tests). Set it
+ * between training steps, not between a forward pass and its backward pass: the fast path's
+ * fusions leave some activations unwritten that the reference backward would read. */
 void st_model_use_reference(st_model *m, int on);
 
 #endif
