@@ -84,6 +84,25 @@ static void test_conv_fast_vs_ref(void)
         CHECK(maxdiff("weight grad", dw1, dw2, nw, kdw) < tol);
         CHECK(maxdiff("bias grad", db1, db2, (size_t)c->OC, kdw) < tol);
 
+        /* the per-channel sums a following batch norm reads, computed as the output is written */
+        double *stats = malloc(2 * (size_t)c->OC * sizeof(double));
+        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, stats, 0);
+        double worst_stat = 0.0;
+        for (int oc = 0; oc < c->OC; oc++) {
+            double s1 = 0.0, s2 = 0.0, a1 = 0.0;
+            for (int i = 0; i < c->N; i++)
+                for (int p = 0; p < OH * OW; p++) {
+                    double v = y2[((size_t)i * c->OC + oc) * OH * OW + p];
+                    s1 += v, s2 += v * v, a1 += fabs(v);
+                }
+            double e1 = fabs(stats[2 * oc] - s1) / (a1 + 1e-30);
+            double e2 = fabs(stats[2 * oc + 1] - s2) / (s2 + 1e-30);
+            worst_stat = fmax(worst_stat, fmax(e1, e2));
+        }
+        printf("    %-28s max rel. error = %.3g\n", "channel sums, sums of squares", worst_stat);
+        CHECK(worst_stat < 1e-12);
+        free(stats);
+
         /* evaluation form: conv without bias, then a per-channel affine map and a ReLU (every
          * other case) - against the reference conv with the map applied after it */
         int relu = (int)(t % 2);
