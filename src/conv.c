@@ -326,9 +326,10 @@ static void scatter_row(float *restrict dst, const float *restrict src, float sc
 
 /* dst[oc][p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale or shift
  * NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a transpose
- * in one pass, in 4 x 4 blocks through vector shuffles (any CPU: GCC lowers them to what the target
- * has). With stats (only without relu), also adds the sum and the sum of squares of each channel's
- * values written to stats[2 oc], stats[2 oc + 1], in double: one lane per pixel p mod 4. */
+ * in one pass, in 4 x 4 blocks through vector shuffles (ST_SHUFFLE4: the compiler lowers them to
+ * what the target has). With stats (only without relu), also adds the sum and the sum of squares
+ * of each channel's values written to stats[2 oc], stats[2 oc + 1], in double: one lane per pixel
+ * p mod 4. */
 ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *restrict src, int P,
                                            int OC, const float *scale, const float *shift,
                                            int relu, double *restrict stats)
@@ -354,14 +355,14 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *res
                     s2[i] += d * d;
                 }
             }
-            v4f t0 = __builtin_shuffle(r[0], r[1], (v4i){0, 4, 1, 5});
-            v4f t1 = __builtin_shuffle(r[0], r[1], (v4i){2, 6, 3, 7});
-            v4f t2 = __builtin_shuffle(r[2], r[3], (v4i){0, 4, 1, 5});
-            v4f t3 = __builtin_shuffle(r[2], r[3], (v4i){2, 6, 3, 7});
-            v4f c[4] = {__builtin_shuffle(t0, t2, (v4i){0, 1, 4, 5}),
-                        __builtin_shuffle(t0, t2, (v4i){2, 3, 6, 7}),
-                        __builtin_shuffle(t1, t3, (v4i){0, 1, 4, 5}),
-                        __builtin_shuffle(t1, t3, (v4i){2, 3, 6, 7})};
+            v4f t0 = ST_SHUFFLE4(r[0], r[1], 0, 4, 1, 5);
+            v4f t1 = ST_SHUFFLE4(r[0], r[1], 2, 6, 3, 7);
+            v4f t2 = ST_SHUFFLE4(r[2], r[3], 0, 4, 1, 5);
+            v4f t3 = ST_SHUFFLE4(r[2], r[3], 2, 6, 3, 7);
+            v4f c[4] = {ST_SHUFFLE4(t0, t2, 0, 1, 4, 5),
+                        ST_SHUFFLE4(t0, t2, 2, 3, 6, 7),
+                        ST_SHUFFLE4(t1, t3, 0, 1, 4, 5),
+                        ST_SHUFFLE4(t1, t3, 2, 3, 6, 7)};
             for (int i = 0; i < 4; i++)
                 memcpy(dst + (size_t)(o + i) * P + p, &c[i], sizeof c[i]);
         }

@@ -23,6 +23,14 @@
 #define ST_VEC_CLONES
 #endif
 
+/* A shuffle of two 4-lane vectors by constant lane numbers (0-3: a's lanes, 4-7: b's). GCC from
+ * 12 and clang have __builtin_shufflevector; older GCC only __builtin_shuffle. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define ST_SHUFFLE4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#else
+#define ST_SHUFFLE4(a, b, i, j, k, l) __builtin_shuffle(a, b, (__typeof__((a) > (a))){i, j, k, l})
+#endif
+
 /* dy where a ReLU passed its input (out > 0), else 0: the ReLU's backward, without a branch so that
  * the loops around it vectorise. */
 static inline float st_relu_mask(float dy, float out)

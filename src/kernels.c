@@ -322,10 +322,9 @@ static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const fl
             *r[i] = (v4f)((v4i)v & ((v > zero) | (v != v)));
         }
     }
-    const v4i even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};
-    v4f cand[3] = {__builtin_shuffle(a0, a1, odd), __builtin_shuffle(b0, b1, even),
-                   __builtin_shuffle(b0, b1, odd)};
-    v4f m = __builtin_shuffle(a0, a1, even);
+    v4f cand[3] = {ST_SHUFFLE4(a0, a1, 1, 3, 5, 7), ST_SHUFFLE4(b0, b1, 0, 2, 4, 6),
+                   ST_SHUFFLE4(b0, b1, 1, 3, 5, 7)};
+    v4f m = ST_SHUFFLE4(a0, a1, 0, 2, 4, 6); /* even lanes: the windows' first values */
     v4i k = base;
     const int32_t off[3] = {1, W, W + 1};
     for (int c = 0; c < 3; c++) {
