@@ -234,17 +234,6 @@ static void copy_sum(float *restrict dst, double *restrict acc, const float *res
     }
 }
 
-/* acc[k % 8] += dst[k], k < n, in double (8 lanes, fixed order). */
-static void sum_lanes(double *restrict acc, const float *restrict dst, int n)
-{
-    int k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += dst[k + j];
-    for (; k < n; k++)
-        acc[k & 7] += dst[k];
-}
-
 /* One plane of the batch norm's input gradient (st_conv_bn_grad, channel oc), n = H * W values:
  * from the plane's output gradient d, or with a pool from its pooled gradient d and argmax am;
  * then acc[k % 8] += dst[k] (the conv's bias gradient), like copy_sum. */
@@ -282,7 +271,7 @@ ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
         for (int k = 0; k < n; k++)
             dst[k] = st_bn_dx(d[k], x[k], mean, invstd, mdy, mdyx, scale);
     }
-    sum_lanes(acc, dst, n);
+    st_add_lanes8(acc, dst, n);
 }
 
 static int threads_for(int ngroups, int nthreads)

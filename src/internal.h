@@ -68,6 +68,18 @@ static inline double st_sum8(const double *a)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+/* acc[k % 8] += x[k] for k < n, in double: the 8 interleaved lanes that st_sum8 then adds
+ * (vectorisable, and the same whatever the number of threads). */
+static inline void st_add_lanes8(double *restrict acc, const float *restrict x, int n)
+{
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[k + j];
+    for (; k < n; k++)
+        acc[k & 7] += x[k];
+}
+
 /* Writes a formatted message into err (if not NULL) and returns -1, so that
  * callers can write `return st_seterr(err, "...", ...);`. */
 int st_seterr(st_error *err, const char *fmt, ...) ST_PRINTF(2, 3);

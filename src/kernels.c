@@ -78,18 +78,6 @@ static int nthreads(void)
 
 /* ------------------------------------------------------------------------------ batch norm */
 
-/* Sums of one channel over the batch are taken in double, in 8 interleaved lanes added in a fixed
- * order (st_sum8): vectorisable, and the same whatever the number of threads. */
-static void chan_sum(double *restrict acc, const float *restrict x, int HW)
-{
-    int k = 0;
-    for (; k + 8 <= HW; k += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += x[k + j];
-    for (; k < HW; k++)
-        acc[k & 7] += x[k];
-}
-
 static void chan_sq(double *restrict acc, const float *restrict x, double mean, int HW)
 {
     int k = 0;
@@ -224,7 +212,7 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
         if (two_pass) {
             double acc[8] = {0};
             for (int i = 0; i < n; i++)
-                chan_sum(acc, in + ((size_t)i * C + c) * HW, HW);
+                st_add_lanes8(acc, in + ((size_t)i * C + c) * HW, HW);
             mean = st_sum8(acc) / (double)M;
             double acc2[8] = {0};
             for (int i = 0; i < n; i++)
