@@ -2,14 +2,18 @@
  *
  * The batch is cut into groups of consecutive images with about 256 KiB of im2col matrix each (at
  * most ST_CONV_GROUPS groups); the cut depends on the batch size and the layer's shape only, never
- * on the number of threads. For a group of G images:
+ * on the number of threads. For a group of G images (P = OH*OW, CKK = C*KH*KW):
  *   forward:  col[CKK, G*P] = im2col(images), y[OC, G*P] = W[OC, CKK] * col, then y is scattered
- *             into NCHW with the bias added (P = OH*OW, CKK = C*KH*KW);
- *   backward: dy[OC, G*P] gathered from NCHW, dW_g = dy * col^T, db_g = row sums of dy,
+ *             into NCHW with the bias (or a batch norm's scale and shift) added; or, where that
+ *             fills the micro-kernel's tiles better, y^T = col^T * W^T and a transposing epilogue
+ *             (st_conv_forward_transposed: the same FMA chains, the same result); either way
+ *             optionally with each channel's sum and sum of squares for the batch norm after it;
+ *   backward: dy[OC, G*P] gathered from NCHW (or computed there from the following batch norm's
+ *             output gradient, st_conv_bn_grad), dW_g = dy * col^T, db_g = row sums of dy,
  *             dcol = W^T * dy, dX = col2im(dcol).
- * Groups run in parallel, one per thread at a time; the per-group weight gradients are then added
- * in group order, so the result is bit-identical whatever the number of threads. With fewer groups
- * than threads (batch 1, inference latency) the GEMMs themselves are threaded instead.
+ * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
+ * added in group order, so the result is bit-identical whatever the number of threads. With fewer
+ * groups than threads (batch 1, inference latency) the GEMMs themselves are threaded instead.
  */
 #include "conv.h"
 
@@ -243,8 +247,7 @@ ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
                                    int n)
 {
     float mean = bn->mean[oc], invstd = bn->invstd[oc], g = bn->gamma[oc], b = bn->beta[oc];
-    float mdy = (float)bn->coef[3 * oc], mdyx = (float)bn->coef[3 * oc + 1];
-    float scale = (float)bn->coef[3 * oc + 2];
+    float mdy = bn->coef[3 * oc], mdyx = bn->coef[3 * oc + 1], scale = bn->coef[3 * oc + 2];
     if (am) { /* zero gradient but at the maxima, done 256 at a time: gather, compute, scatter */
         for (int k = 0; k < n; k++)
             dst[k] = st_bn_dx(0.0f, x[k], mean, invstd, mdy, mdyx, scale);
@@ -293,7 +296,7 @@ static void scatter_row(float *restrict dst, const float *restrict src, float sc
     if (!acc1) {
         for (int p = 0; p < n; p++) {
             float v = src[p] * scale + bias;
-            dst[p] = !relu || v > 0.0f ? v : (v != v ? v : 0.0f);
+            dst[p] = relu ? st_relu(v) : v;
         }
         return;
     }
@@ -368,7 +371,7 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *res
         double a1 = 0.0, a2 = 0.0;
         for (int p = oc < oc4 ? p4 : 0; p < P; p++) {
             float v = src[(size_t)p * OC + oc] * kk + bb;
-            v = !relu || v > 0.0f ? v : (v != v ? v : 0.0f);
+            v = relu ? st_relu(v) : v;
             dst[(size_t)oc * P + p] = v;
             a1 += v;
             a2 += (double)v * v;
@@ -378,6 +381,16 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *res
             stats[2 * oc + 1] += a2;
         }
     }
+}
+
+/* The GEMM a group runs: threaded itself (inner: a single group, see run_groups), or on the
+ * calling thread. Both compute the same result. */
+typedef void (*gemm_fn)(int, int, int, int, int, float, const float *, int, const float *, int,
+                        float, float *, int);
+
+static gemm_fn group_gemm(int inner)
+{
+    return inner ? st_sgemm : st_sgemm_st;
 }
 
 /* One call's operands and layout, shared by the groups. */
@@ -402,10 +415,7 @@ static void forward_group_t(const conv_call *c, int lo, int gn, const float *col
 {
     const st_conv_shape *s = c->s;
     int P = c->P, OC = s->OC, n = gn * P;
-    if (inner)
-        st_sgemm(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
-    else
-        st_sgemm_st(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
+    group_gemm(inner)(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
     if (gstats)
         memset(gstats, 0, sizeof(double) * 2 * (size_t)OC);
     for (int j = 0; j < gn; j++)
@@ -429,11 +439,8 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
         forward_group_t(c, lo, gn, col, y, inner, gstats);
         return;
     }
-    if (inner)
-        st_sgemm(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y, (int)ldc);
-    else
-        st_sgemm_st(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y,
-                    (int)ldc);
+    group_gemm(inner)(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y,
+                      (int)ldc);
     for (int oc = 0; oc < s->OC; oc++) {
         double acc1[8] = {0}, acc2[8] = {0};
         float bias = c->b ? c->b[oc] : 0.0f, scale = c->scale ? c->scale[oc] : 1.0f;
@@ -465,31 +472,26 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
             size_t off = (size_t)(lo + j) * c->out_size + (size_t)oc * P;
             float *dst = dy + (size_t)oc * ldc + (size_t)j * P;
             const st_conv_bn_grad *bn = c->bn;
-            if (bn && bn->argmax) {
-                size_t poff = ((size_t)(lo + j) * s->OC + oc) * bn->pool_hw;
-                bn_dx_sum(dst, acc, c->dout + poff, bn->argmax + poff, bn->x + off, bn, oc, P);
-            } else if (bn)
-                bn_dx_sum(dst, acc, c->dout + off, NULL, bn->x + off, bn, oc, P);
-            else
+            if (!bn) {
                 copy_sum(dst, acc, c->dout + off, P);
+                continue;
+            }
+            /* with a pool, dout holds pool_hw values per plane, and their positions */
+            size_t doff = bn->argmax ? ((size_t)(lo + j) * s->OC + oc) * bn->pool_hw : off;
+            bn_dx_sum(dst, acc, c->dout + doff, bn->argmax ? bn->argmax + doff : NULL,
+                      bn->x + off, bn, oc, P);
         }
         pb[oc] = (float)st_sum8(acc);
     }
     for (int j = 0; j < gn; j++)
         im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
     /* dW_g[OC, CKK] = dy[OC, gn*P] * col[CKK, gn*P]^T */
-    if (inner)
-        st_sgemm(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
-    else
-        st_sgemm_st(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
+    group_gemm(inner)(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
     if (!c->dinp)
         return;
     /* dcol[CKK, gn*P] = W^T * dy, reusing col */
-    if (inner)
-        st_sgemm(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col, (int)ldc);
-    else
-        st_sgemm_st(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col,
-                    (int)ldc);
+    group_gemm(inner)(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col,
+                      (int)ldc);
     for (int j = 0; j < gn; j++)
         col2im(c->dinp + (size_t)(lo + j) * c->in_size, col + (size_t)j * P, ldc, s, xp);
 }
@@ -584,7 +586,7 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
     float *partial = c.partial;
     int ng = c.ng;
     /* add the group partials in group order (the same sums whatever the threads), threads
-     * taking fixed slices of the weights */
+     * taking slices of the weights */
     long nchunks = (long)((wsize + 4095) / 4096);
     int rt = nchunks < st_get_threads() ? (int)nchunks : st_get_threads();
 #pragma omp parallel for schedule(dynamic) num_threads(rt) if (rt > 1)

@@ -44,7 +44,7 @@ int st_conv_forward_transposed(const st_conv_shape *s, int N);
  * per plane, and d is that value at the plane's argmax positions, 0 elsewhere. */
 typedef struct st_conv_bn_grad {
     const float *x, *mean, *invstd, *gamma, *beta;
-    const double *coef;
+    const float *coef;
     int relu;
     const int32_t *argmax;
     int pool_hw;

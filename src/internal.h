@@ -42,6 +42,13 @@ static inline float st_relu_mask(float dy, float out)
     return dy;
 }
 
+/* ReLU, max(v, 0), with NaN kept (PyTorch's rule); branch-free, so the loops around it
+ * vectorise. */
+static inline float st_relu(float v)
+{
+    return v > 0.0f ? v : (v != v ? v : 0.0f);
+}
+
 /* Batch norm's output for one element, (x - mean) * invstd * gamma + beta, in float: the forward
  * pass and the backward passes that recompute the fused ReLU's mask from x use this one sequence
  * of operations (no contraction to FMA under -std=c11), so they agree to the bit. */

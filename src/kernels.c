@@ -101,10 +101,8 @@ ST_VEC_CLONES static void chan_affine(float *restrict y, const float *restrict x
             y[k] = st_bn_out(x[k], mean, invstd, g, b);
         return;
     }
-    for (int k = 0; k < HW; k++) {
-        float v = st_bn_out(x[k], mean, invstd, g, b);
-        y[k] = v > 0.0f ? v : (v != v ? v : 0.0f); /* ReLU; NaN stays NaN */
-    }
+    for (int k = 0; k < HW; k++)
+        y[k] = st_relu(st_bn_out(x[k], mean, invstd, g, b));
 }
 
 /* 4 doubles / 4 floats as GCC vector types: the lane sums below are written with them so that
@@ -118,6 +116,21 @@ typedef struct bn_chan {
     int relu;                 /* a fused ReLU follows: its mask is recomputed from x */
 } bn_chan;
 
+/* The batch norm's output for four values: st_bn_out's operations, lane by lane. */
+static inline v4f bn_out4(v4f x, const bn_chan *q)
+{
+    v4f mean = {q->mean, q->mean, q->mean, q->mean};
+    v4f inv = {q->invstd, q->invstd, q->invstd, q->invstd};
+    v4f g = {q->g, q->g, q->g, q->g}, b = {q->b, q->b, q->b, q->b};
+    return (x - mean) * inv * g + b;
+}
+
+/* The batch norm's output and ReLU for one value, as chan_affine computes them. */
+static inline float bn_relu(float x, const bn_chan *q)
+{
+    return st_relu(st_bn_out(x, q->mean, q->invstd, q->g, q->b));
+}
+
 /* Sum of dy and of dy * xhat over one plane, into 8 lanes (lane j takes elements k = j mod 8),
  * with xhat = (double)(x - mean) * invstd. With a fused ReLU, dy is first masked by it: dy where
  * the batch norm's output st_bn_out(x) is > 0, else 0 (recomputed: one array fewer to read). */
@@ -128,16 +141,15 @@ ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2,
     v4d s1[2], s2[2];
     memcpy(s1, a1, sizeof s1);
     memcpy(s2, a2, sizeof s2);
-    v4f vmean = {q.mean, q.mean, q.mean, q.mean}, vinv = {q.invstd, q.invstd, q.invstd, q.invstd};
-    v4f vg = {q.g, q.g, q.g, q.g}, vb = {q.b, q.b, q.b, q.b};
+    v4f vmean = {q.mean, q.mean, q.mean, q.mean};
     int k = 0;
     for (; k + 8 <= HW; k += 8)
         for (int h = 0; h < 2; h++) {
             v4f xf, df;
             memcpy(&xf, x + k + 4 * h, sizeof xf);
             memcpy(&df, dy + k + 4 * h, sizeof df);
-            if (q.relu) { /* the same operations as st_bn_out */
-                v4f o = (xf - vmean) * vinv * vg + vb;
+            if (q.relu) {
+                v4f o = bn_out4(xf, &q);
                 df = (v4f)((__typeof__(o > o))df & (o > 0.0f));
             }
             v4d xhat = __builtin_convertvector(xf - vmean, v4d) * (double)q.invstd;
@@ -277,7 +289,8 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         double mdy = sum_dy / (double)M, mdyx = sum_dy_xhat / (double)M;
         double scale = (double)q.invstd * l->w[c];
         if (defer || pool) { /* (a pool is only fused after a conv: model.c) */
-            l->dx_coef[3 * c] = mdy, l->dx_coef[3 * c + 1] = mdyx, l->dx_coef[3 * c + 2] = scale;
+            float *k = l->dx_coef + 3 * c; /* st_bn_dx works in float */
+            k[0] = (float)mdy, k[1] = (float)mdyx, k[2] = (float)scale;
             continue;
         }
         for (int i = 0; i < n; i++) {
@@ -303,12 +316,9 @@ static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const fl
     memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 4, sizeof a1);
     memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + 4, sizeof b1);
     if (q) { /* the values are a batch norm's inputs: its output and ReLU first (as chan_affine) */
-        v4f vmean = {q->mean, q->mean, q->mean, q->mean};
-        v4f vinv = {q->invstd, q->invstd, q->invstd, q->invstd};
-        v4f vg = {q->g, q->g, q->g, q->g}, vb = {q->b, q->b, q->b, q->b}, zero = {0, 0, 0, 0};
-        v4f *r[4] = {&a0, &a1, &b0, &b1};
+        v4f zero = {0, 0, 0, 0}, *r[4] = {&a0, &a1, &b0, &b1};
         for (int i = 0; i < 4; i++) {
-            v4f v = (*r[i] - vmean) * vinv * vg + vb;
+            v4f v = bn_out4(*r[i], q);
             *r[i] = (v4f)((v4i)v & ((v > zero) | (v != v)));
         }
     }
@@ -326,13 +336,6 @@ static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const fl
     memcpy(y, &m, sizeof m);
     if (am)
         memcpy(am, &k, sizeof k);
-}
-
-/* A batch norm's output and ReLU for one value, as chan_affine computes them. */
-static inline float bn_relu(float x, const bn_chan *q)
-{
-    float v = st_bn_out(x, q->mean, q->invstd, q->g, q->b);
-    return v > 0.0f ? v : (v != v ? v : 0.0f);
 }
 
 /* 2x2, stride 2, one plane, four outputs at a time: a row's last four are taken from OW - 4
@@ -455,13 +458,13 @@ static void linear_backward(st_layer *l, const float *in, const float *dout, flo
 static void relu_chunk(float *restrict out, const float *restrict in, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        out[i] = in[i] > 0.0f ? in[i] : (in[i] != in[i] ? in[i] : 0.0f); /* NaN stays NaN */
+        out[i] = st_relu(in[i]);
 }
 
 static void relu_inplace_chunk(float *restrict x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = x[i] > 0.0f ? x[i] : (x[i] != x[i] ? x[i] : 0.0f);
+        x[i] = st_relu(x[i]);
 }
 
 static void relu_backward_chunk(float *restrict dinp, const float *restrict dout,

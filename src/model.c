@@ -371,7 +371,7 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
         if (l->kind == ST_L_BN && prev->kind == ST_L_CONV) {
             prev->conv_stats = xcalloc(2 * (size_t)prev->conv.oc, sizeof(double), &total);
             prev->bn_affine = xcalloc(2 * (size_t)prev->conv.oc, sizeof(float), &total);
-            l->dx_coef = xcalloc(3 * (size_t)l->in_c, sizeof(double), &total);
+            l->dx_coef = xcalloc(3 * (size_t)l->in_c, sizeof(float), &total);
             if (!prev->conv_stats || !prev->bn_affine || !l->dx_coef)
                 goto oom;
             l->stats_src = prev;

@@ -50,7 +50,7 @@ typedef struct st_layer {
     struct st_layer *stats_src; /* batch norm: the conv before it (training: conv_stats describe
                                    its input; evaluation: the conv applies it) */
     int relu_fused;       /* batch norm: also applies the ReLU that follows it (both passes) */
-    double *dx_coef;      /* batch norm after a conv: [C][3] mean(dy), mean(dy * xhat) and
+    float *dx_coef;       /* batch norm after a conv: [C][3] mean(dy), mean(dy * xhat) and
                              invstd * gamma of the last backward pass. Its input gradient is not
                              written: the conv's backward computes it from these as it reads it */
     struct st_layer *pool_after; /* batch norm after a conv, with a fused ReLU: the 2x2 max pool
