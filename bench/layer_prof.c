@@ -4,11 +4,12 @@
  *
  * Builds one of the tutorial's models (default: the CNN), feeds it random images, and times each
  * layer's forward and backward pass over `steps` steps (after two warm-up steps). With "eval" as
- * the fourth argument it times inference (evaluation mode) only. Uses the library's internal
- * headers. */
+ * the fourth argument it times inference (evaluation mode) only. LAYER_PROF_NO_WINOGRAD=1 runs
+ * every conv by im2col + GEMM (to compare). Uses the library's internal headers. */
 #include "model.h"
-#include "kernels.h"
+#include "conv.h"
 #include "gemm.h"
+#include "kernels.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
     int eval = argc > 4 && strcmp(argv[4], "eval") == 0;
     st_model_kind kind = ST_MODEL_CNN;
     st_set_threads(threads);
+    if (getenv("LAYER_PROF_NO_WINOGRAD"))
+        st_conv_set_winograd(0);
     st_threads_cap(batch < ST_SMALL_BATCH ? 1 : 0); /* as st_model_forward does */
     st_error err;
     if (argc > 5 && st_model_kind_parse(argv[5], &kind, &err) != 0) {

@@ -59,22 +59,26 @@ static size_t padded_floats(const st_conv_shape *s)
     return (size_t)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad);
 }
 
+static size_t wino_floats(const st_conv_shape *s, int N);
+static int wino_fits(const st_conv_shape *s, int N);
+
 /* One thread's share: col [CKK][G*P], y or dy [OC][G*P], the padded image; a multiple of 16
  * floats, so that what follows stays 64-byte aligned relative to ws. */
-static size_t per_thread_floats(const st_conv_shape *s, size_t G)
+static size_t per_thread_floats(const st_conv_shape *s, size_t G, int N)
 {
     size_t P = (size_t)s->OH * s->OW, CKK = (size_t)s->C * s->KH * s->KW;
     size_t n = CKK * G * P + (size_t)s->OC * G * P + padded_floats(s);
-    return (n + 15) & ~(size_t)15;
+    return ((n + 15) & ~(size_t)15) + wino_floats(s, N);
 }
 
 size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
 {
     size_t CKK = (size_t)s->C * s->KH * s->KW;
-    size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch));
+    size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch), max_batch);
     size_t partial = (size_t)ST_CONV_GROUPS * ((size_t)s->OC * CKK + (size_t)s->OC);
     size_t stats = (size_t)ST_CONV_GROUPS * 4 * (size_t)s->OC; /* 2 doubles per channel */
-    return per_thread * (size_t)nthreads + (partial > stats ? partial : stats);
+    size_t U = wino_fits(s, max_batch) ? 16 * (size_t)s->C * s->OC : 0;
+    return per_thread * (size_t)nthreads + (partial > stats ? partial : stats) + U;
 }
 
 /* Short rows (a row of a feature map: 7 to 28 floats here) are moved with fixed-size vector
@@ -393,6 +397,221 @@ static gemm_fn group_gemm(int inner)
     return inner ? st_sgemm : st_sgemm_st;
 }
 
+/* ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+ *
+ * A 3x3 conv with stride 1 and padding 1 computes each 2x2 block of outputs ("tile") from the
+ * 4x4 block of input around it as Y = A^T [ (G g G^T) .* (B^T d B) ] A summed over the input
+ * channels (Lavin & Gray, 2015): 16 products per tile and channel pair instead of 36. With the
+ * transformed inputs V[xi][tile][c] = (B^T d B)[xi] and weights U[xi][c][oc] = (G g G^T)[xi],
+ * the sum over channels is 16 GEMMs M[xi][tile][oc] = V[xi] * U[xi]; the output transform then
+ * gives y^T[pixel][oc], and affine_transpose (bias or batch norm, ReLU, sums) writes NCHW as in
+ * the transposed im2col path. The input gradient of the same conv is the same computation on the
+ * output gradient with U built from the kernels rotated by 180 degrees and the channel roles
+ * swapped. The transforms add, subtract and halve (exact but for rounding), so the results
+ * differ from im2col's by float rounding only; the order of every sum depends on the shape
+ * alone, so results are still the same whatever the number of threads. */
+
+static int winograd_on = 1;
+
+void st_conv_set_winograd(int on)
+{
+    winograd_on = on != 0;
+}
+
+/* The shapes and batches Winograd serves (st_conv_winograd), whether or not it is switched on:
+ * workspaces are sized by this, so that switching it on later stays within them. */
+static int wino_fits(const st_conv_shape *s, int N)
+{
+    return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad == 1 && s->C % 8 == 0 &&
+           s->OC % 8 == 0 && s->C > 0 && s->OC > 0 && s->OH % 2 == 0 && s->OW % 2 == 0 &&
+           N >= ST_CONV_WINOGRAD_MIN_BATCH;
+}
+
+int st_conv_winograd(const st_conv_shape *s, int N)
+{
+    return winograd_on && wino_fits(s, N);
+}
+
+/* Tiles of one image (TH x TW of them), the zero-padded channels-last copy of its input
+ * (Hp x Wp pixels: one zero row/column before, enough after to complete the last tiles), and
+ * how many images a chunk transforms at once (about 128K floats of V and of M each). */
+typedef struct wino_geom {
+    int TH, TW, T, Hp, Wp, chunk, maxch;
+} wino_geom;
+
+static wino_geom wino_geometry(const st_conv_shape *s)
+{
+    wino_geom g;
+    g.TH = (s->OH + 1) / 2, g.TW = (s->OW + 1) / 2, g.T = g.TH * g.TW;
+    g.Hp = 2 * g.TH + 2, g.Wp = 2 * g.TW + 2;
+    g.maxch = s->C > s->OC ? s->C : s->OC;
+    long per_image = 16L * g.T * g.maxch;
+    g.chunk = (int)(131072 / per_image);
+    if (g.chunk < 1)
+        g.chunk = 1;
+    return g;
+}
+
+/* Per-thread floats: the channels-last copy, V, M, and a row of OC for outputs past the edge. */
+static size_t wino_floats(const st_conv_shape *s, int N)
+{
+    if (!wino_fits(s, N))
+        return 0;
+    wino_geom g = wino_geometry(s);
+    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * 16 * (size_t)g.chunk * g.T * g.maxch + g.maxch;
+    return (n + 15) & ~(size_t)15;
+}
+
+/* U[xi][i][o] = (G g G^T)[xi], g the 3x3 kernel from input channel i to output channel o of the
+ * product: the conv's own (flip = 0: i < C, o < OC, g = w[o][i]), or for its input gradient
+ * (flip = 1: i < OC, o < C, g = w[i][o] rotated by 180 degrees). */
+static void wino_weights(float *restrict U, const float *restrict w, int C, int OC, int flip)
+{
+    int ni = flip ? OC : C, no = flip ? C : OC;
+    for (int i = 0; i < ni; i++)
+        for (int o = 0; o < no; o++) {
+            const float *k = flip ? w + ((size_t)i * C + o) * 9 : w + ((size_t)o * C + i) * 9;
+            float g[3][3], t[4][3];
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++)
+                    g[a][b] = flip ? k[(2 - a) * 3 + 2 - b] : k[a * 3 + b];
+            for (int b = 0; b < 3; b++) {
+                t[0][b] = g[0][b];
+                t[1][b] = 0.5f * (g[0][b] + g[1][b] + g[2][b]);
+                t[2][b] = 0.5f * (g[0][b] - g[1][b] + g[2][b]);
+                t[3][b] = g[2][b];
+            }
+            for (int a = 0; a < 4; a++) {
+                float u[4] = {t[a][0], 0.5f * (t[a][0] + t[a][1] + t[a][2]),
+                              0.5f * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
+                for (int b = 0; b < 4; b++)
+                    U[((size_t)(4 * a + b) * ni + i) * no + o] = u[b];
+            }
+        }
+}
+
+/* hwc = the image's C planes (plane c at src + c * cs, H x W; C a multiple of 8) channels-last,
+ * zero-padded to Hp x Wp with the image at (1, 1); 4 x 4 blocks transposed through shuffles. */
+ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict src, size_t cs,
+                                   int C, int H, int W, const wino_geom *g)
+{
+    size_t rs = (size_t)g->Wp * C;
+    memset(hwc, 0, sizeof(float) * rs);
+    memset(hwc + (H + 1) * rs, 0, sizeof(float) * rs * (size_t)(g->Hp - H - 1));
+    for (int h = 0; h < H; h++) {
+        float *row = hwc + (size_t)(h + 1) * rs;
+        memset(row, 0, sizeof(float) * (size_t)C);
+        memset(row + (size_t)(W + 1) * C, 0, sizeof(float) * (size_t)C * (g->Wp - W - 1));
+        const float *s0 = src + (size_t)h * W;
+        int x = 0;
+        for (; x + 4 <= W; x += 4)
+            for (int c = 0; c < C; c += 4) {
+                v4f r[4];
+                for (int i = 0; i < 4; i++)
+                    memcpy(&r[i], s0 + (size_t)(c + i) * cs + x, sizeof r[i]);
+                v4f t0 = ST_SHUFFLE4(r[0], r[1], 0, 4, 1, 5);
+                v4f t1 = ST_SHUFFLE4(r[0], r[1], 2, 6, 3, 7);
+                v4f t2 = ST_SHUFFLE4(r[2], r[3], 0, 4, 1, 5);
+                v4f t3 = ST_SHUFFLE4(r[2], r[3], 2, 6, 3, 7);
+                v4f o[4] = {ST_SHUFFLE4(t0, t2, 0, 1, 4, 5), ST_SHUFFLE4(t0, t2, 2, 3, 6, 7),
+                            ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), ST_SHUFFLE4(t1, t3, 2, 3, 6, 7)};
+                for (int k = 0; k < 4; k++)
+                    memcpy(row + (size_t)(x + 1 + k) * C + c, &o[k], sizeof o[k]);
+            }
+        for (; x < W; x++)
+            for (int c = 0; c < C; c++)
+                row[(size_t)(x + 1) * C + c] = s0[(size_t)c * cs + x];
+    }
+}
+
+/* V[xi][t0 + tile][c] = (B^T d B)[xi] for each tile of one image (d: its 4x4 input block),
+ * ldv = floats per xi; 8 channels at a time (C is a multiple of 8). */
+ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
+                                     const float *restrict hwc, int C, const wino_geom *g)
+{
+    size_t rs = (size_t)g->Wp * C; /* one row of hwc */
+    for (int ty = 0; ty < g->TH; ty++)
+        for (int tx = 0; tx < g->TW; tx++) {
+            const float *p = hwc + (size_t)(2 * ty) * rs + (size_t)(2 * tx) * C;
+            float *v = V + (size_t)(t0 + ty * g->TW + tx) * C;
+            for (int c = 0; c < C; c += 8) {
+                v8f e[4][4];
+                for (int k = 0; k < 4; k++) {
+                    v8f d0 = *(const v8f *)(p + k * C + c), d1 = *(const v8f *)(p + rs + k * C + c);
+                    v8f d2 = *(const v8f *)(p + 2 * rs + k * C + c);
+                    v8f d3 = *(const v8f *)(p + 3 * rs + k * C + c);
+                    e[0][k] = d0 - d2, e[1][k] = d1 + d2, e[2][k] = d2 - d1, e[3][k] = d1 - d3;
+                }
+                for (int r = 0; r < 4; r++) {
+                    *(v8f *)(v + (size_t)(4 * r + 0) * ldv + c) = e[r][0] - e[r][2];
+                    *(v8f *)(v + (size_t)(4 * r + 1) * ldv + c) = e[r][1] + e[r][2];
+                    *(v8f *)(v + (size_t)(4 * r + 2) * ldv + c) = e[r][2] - e[r][1];
+                    *(v8f *)(v + (size_t)(4 * r + 3) * ldv + c) = e[r][1] - e[r][3];
+                }
+            }
+        }
+}
+
+/* yt[pixel][o] (one image, OH x OW pixels, O channels, a multiple of 8) = A^T M A for each of
+ * its tiles, from M[xi][t0 + tile][o] (ldm floats per xi); outputs past the image's edge go to
+ * junk. */
+ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict M, size_t ldm,
+                                      int t0, int O, int OH, int OW, const wino_geom *g,
+                                      float *restrict junk)
+{
+    for (int ty = 0; ty < g->TH; ty++)
+        for (int tx = 0; tx < g->TW; tx++) {
+            const float *m = M + (size_t)(t0 + ty * g->TW + tx) * O;
+            int y0 = 2 * ty, x0 = 2 * tx;
+            float *o00 = yt + ((size_t)y0 * OW + x0) * O;
+            float *o01 = x0 + 1 < OW ? o00 + O : junk;
+            float *o10 = y0 + 1 < OH ? o00 + (size_t)OW * O : junk;
+            float *o11 = x0 + 1 < OW && y0 + 1 < OH ? o00 + (size_t)(OW + 1) * O : junk;
+            for (int o = 0; o < O; o += 8) {
+                v8f r0[4], r1[4];
+                for (int k = 0; k < 4; k++) {
+                    v8f m0 = *(const v8f *)(m + (size_t)k * ldm + o);
+                    v8f m1 = *(const v8f *)(m + (size_t)(4 + k) * ldm + o);
+                    v8f m2 = *(const v8f *)(m + (size_t)(8 + k) * ldm + o);
+                    v8f m3 = *(const v8f *)(m + (size_t)(12 + k) * ldm + o);
+                    r0[k] = m0 + m1 + m2;
+                    r1[k] = m1 - m2 - m3;
+                }
+                *(v8f *)(o00 + o) = r0[0] + r0[1] + r0[2];
+                *(v8f *)(o01 + o) = r0[1] - r0[2] - r0[3];
+                *(v8f *)(o10 + o) = r1[0] + r1[1] + r1[2];
+                *(v8f *)(o11 + o) = r1[1] - r1[2] - r1[3];
+            }
+        }
+}
+
+/* The conv (or its input gradient) of images [0, n) by Winograd, a chunk at a time, into
+ * yt[image * P + pixel][O]: src holds the images' I input planes (plane c of image j at
+ * src + j * is + c * cs), U the transformed weights (I x O per xi). wino: this thread's
+ * scratch (wino_floats). */
+static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, int O, int n,
+                      const float *U, const st_conv_shape *s, float *wino, int inner)
+{
+    wino_geom g = wino_geometry(s);
+    int H = s->OH, W = s->OW; /* input and output planes have the same size */
+    size_t P = (size_t)H * W;
+    float *hwc = wino, *V = hwc + (size_t)g.Hp * g.Wp * g.maxch;
+    float *M = V + 16 * (size_t)g.chunk * g.T * g.maxch, *junk = M + 16 * (size_t)g.chunk * g.T * g.maxch;
+    for (int j0 = 0; j0 < n; j0 += g.chunk) {
+        int cn = n - j0 < g.chunk ? n - j0 : g.chunk, T = cn * g.T;
+        for (int j = 0; j < cn; j++) {
+            wino_hwc(hwc, src + (size_t)(j0 + j) * is, cs, I, H, W, &g);
+            wino_input(V, (size_t)T * I, j * g.T, hwc, I, &g);
+        }
+        for (int xi = 0; xi < 16; xi++)
+            group_gemm(inner)(0, 0, T, O, I, 1.0f, V + (size_t)xi * T * I, I,
+                              U + (size_t)xi * I * O, O, 0.0f, M + (size_t)xi * T * O, O);
+        for (int j = 0; j < cn; j++)
+            wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, H, W, &g,
+                        junk);
+    }
+}
+
 /* One call's operands and layout, shared by the groups. */
 typedef struct conv_call {
     const st_conv_shape *s;
@@ -402,6 +621,8 @@ typedef struct conv_call {
     const float *scale; /* forward (evaluation): per-channel scale applied before b, or NULL */
     const st_conv_bn_grad *bn; /* backward: dout is this batch norm's output gradient, or NULL */
     int transposed;     /* forward: run the GEMM as col^T * W^T (st_conv_forward_transposed) */
+    int wino;           /* forward and input gradient by Winograd (st_conv_winograd) */
+    float *U;           /* Winograd: the transformed weights, 16 x C x OC floats */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
@@ -410,17 +631,28 @@ typedef struct conv_call {
  * affine map (and ReLU), then y^T is transposed into the images' NCHW planes. Each output is the
  * same chain of FMAs over k as in W * col, so the GEMM's result is the same to the bit; only the
  * tiling changes (see st_conv2d_forward_affine). */
-static void forward_group_t(const conv_call *c, int lo, int gn, const float *col, float *yt,
-                            int inner, double *gstats)
+static void write_group_t(const conv_call *c, int lo, int gn, const float *yt, double *gstats)
 {
-    const st_conv_shape *s = c->s;
-    int P = c->P, OC = s->OC, n = gn * P;
-    group_gemm(inner)(1, 1, n, OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, OC);
+    int P = c->P, OC = c->s->OC;
     if (gstats)
         memset(gstats, 0, sizeof(double) * 2 * (size_t)OC);
     for (int j = 0; j < gn; j++)
         affine_transpose(c->out + (size_t)(lo + j) * c->out_size, yt + (size_t)j * P * OC, P, OC,
                          c->scale, c->b, c->relu, gstats);
+}
+
+static void forward_group_t(const conv_call *c, int lo, int gn, const float *col, float *yt,
+                            int inner, double *gstats)
+{
+    int n = gn * c->P;
+    group_gemm(inner)(1, 1, n, c->s->OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, c->s->OC);
+    write_group_t(c, lo, gn, yt, gstats);
+}
+
+/* This thread's Winograd scratch, after its col, y and padded image. */
+static float *wino_scratch(const conv_call *c, float *col)
+{
+    return col + (c->per_thread - wino_floats(c->s, c->N));
 }
 
 /* Forward of group g on the calling thread with its scratch col; inner: thread the GEMM. */
@@ -432,9 +664,15 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     int gn = hi - lo, P = c->P, CKK = c->CKK;
     size_t ldc = (size_t)gn * P;
     float *y = col + (size_t)CKK * c->G * P, *xp = y + (size_t)s->OC * c->G * P;
+    double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
+    if (c->wino) {
+        wino_conv(y, c->inp + (size_t)lo * c->in_size, c->in_size, (size_t)s->H * s->W, s->C,
+                  s->OC, gn, c->U, s, wino_scratch(c, col), inner);
+        write_group_t(c, lo, gn, y, gstats);
+        return;
+    }
     for (int j = 0; j < gn; j++)
         im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
-    double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
     if (c->transposed) {
         forward_group_t(c, lo, gn, col, y, inner, gstats);
         return;
@@ -489,6 +727,13 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
     group_gemm(inner)(0, 1, s->OC, CKK, (int)ldc, 1.0f, dy, (int)ldc, col, (int)ldc, 0.0f, pw, CKK);
     if (!c->dinp)
         return;
+    if (c->wino) { /* dX^T by Winograd into col, then transposed into the images' planes */
+        wino_conv(col, dy, (size_t)P, ldc, s->OC, s->C, gn, c->U, s, wino_scratch(c, col), inner);
+        for (int j = 0; j < gn; j++)
+            affine_transpose(c->dinp + (size_t)(lo + j) * c->in_size, col + (size_t)j * P * s->C,
+                             P, s->C, NULL, NULL, 0, NULL);
+        return;
+    }
     /* dcol[CKK, gn*P] = W^T * dy, reusing col */
     group_gemm(inner)(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col,
                       (int)ldc);
@@ -505,11 +750,17 @@ static conv_call conv_call_init(const st_conv_shape *s, int N, float *ws, int nt
     c.CKK = s->C * s->KH * s->KW;
     c.ng = num_groups(s, N);
     c.G = (size_t)max_group(s, N);
-    c.per_thread = per_thread_floats(s, c.G);
+    c.per_thread = per_thread_floats(s, c.G, N);
     c.in_size = (size_t)s->C * s->H * s->W;
     c.out_size = (size_t)s->OC * c.P;
     c.ws = ws;
     c.partial = ws + c.per_thread * (size_t)nthreads;
+    c.wino = st_conv_winograd(s, N);
+    if (c.wino) {
+        size_t partial = (size_t)ST_CONV_GROUPS * ((size_t)s->OC * c.CKK + (size_t)s->OC);
+        size_t stats = (size_t)ST_CONV_GROUPS * 4 * (size_t)s->OC;
+        c.U = c.partial + (partial > stats ? partial : stats);
+    }
     return c;
 }
 
@@ -539,6 +790,8 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
     c.inp = inp, c.w = w, c.b = b, c.out = out, c.relu = relu;
     c.stats_partial = stats ? (double *)(void *)c.partial : NULL;
     c.transposed = st_conv_forward_transposed(s, N);
+    if (c.wino)
+        wino_weights(c.U, w, s->C, s->OC, 0);
     run_groups(&c, nthreads, forward_group);
     if (stats) /* the groups' sums, added in group order */
         for (int oc = 0; oc < s->OC; oc++) {
@@ -572,6 +825,8 @@ void st_conv2d_forward_affine(float *out, const float *inp, const float *w, cons
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.scale = scale, c.b = shift, c.out = out, c.relu = relu;
     c.transposed = st_conv_forward_transposed(s, N);
+    if (c.wino)
+        wino_weights(c.U, w, s->C, s->OC, 0);
     run_groups(&c, nthreads, forward_group);
 }
 
@@ -581,6 +836,8 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
 {
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.dout = dout, c.dinp = dinp, c.bn = bn;
+    if (c.wino && dinp)
+        wino_weights(c.U, w, s->C, s->OC, 1);
     run_groups(&c, nthreads, backward_group);
     size_t wsize = (size_t)s->OC * c.CKK, part_size = wsize + (size_t)s->OC;
     float *partial = c.partial;

@@ -35,6 +35,16 @@ void st_conv2d_forward_affine(float *out, const float *inp, const float *w, cons
 /* Whether st_conv2d_forward and st_conv2d_forward_affine run their GEMM as col^T * W^T for this
  * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
+/* Whether the forward and the input gradient of this shape and batch size run by Winograd
+ * F(2x2, 3x3) instead of im2col + GEMM: 3x3 kernels, stride 1, padding 1, channels in and out
+ * multiples of 8, even output sizes (no tile half outside: at 7 x 7, 16 tiles of 4 pixels for 49
+ * outputs made it slower than im2col), and at least ST_CONV_WINOGRAD_MIN_BATCH images (the
+ * weights are transformed at every call; for one image that costs what it saves). */
+#define ST_CONV_WINOGRAD_MIN_BATCH 4
+int st_conv_winograd(const st_conv_shape *s, int N);
+/* For tests and benchmarks: 0 turns Winograd off (every shape by im2col + GEMM), 1 back on (the
+ * default). Not while another thread is inside a conv. */
+void st_conv_set_winograd(int on);
 /* A training batch norm after the conv (maybe with a ReLU, maybe then a 2x2 max pool) whose input
  * gradient the conv's backward computes as it reads its output gradient:
  *     dy = st_bn_dx(d, x, mean, invstd, coef[3 oc], coef[3 oc + 1], coef[3 oc + 2])

@@ -52,11 +52,17 @@ static void test_conv_fast_vs_ref(void)
         /* the implicit-GEMM path (stride 1) at other paddings, odd sizes, partial slivers */
         {3, 5, 8, 11, 7, 3, 1, 0},    {2, 3, 6, 10, 13, 5, 1, 1},   {40, 32, 7, 7, 64, 3, 1, 1},
         {2, 7, 1, 1, 3, 1, 1, 0},     {3, 2, 3, 4, 5, 3, 1, 2},
+        /* Winograd F(2x2, 3x3) (st_conv_winograd): the CNN's conv2, several chunks and groups,
+         * non-square, more input than output channels, the smallest batch it takes */
+        {4, 16, 14, 14, 32, 3, 1, 1}, {64, 16, 14, 14, 32, 3, 1, 1}, {6, 8, 6, 10, 16, 3, 1, 1},
+        {5, 24, 4, 2, 8, 3, 1, 1},    {ST_CONV_WINOGRAD_MIN_BATCH, 8, 2, 2, 8, 3, 1, 1},
     };
     st_rng r;
     st_rng_seed(&r, 42);
     int orientation[2] = {0, 0}; /* cases run by st_conv2d_forward_affine as W * col, col^T * W^T */
-    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+    int wino_cases = 0;
+    /* each case once as it runs by default, and once more by im2col where that is Winograd */
+    for (size_t t = 0, off = 0; t < sizeof cases / sizeof *cases; t += off, off = !off) {
         const conv_case *c = &cases[t];
         int OH = st_conv_out_size(c->H, c->K, c->S, c->P), OW = st_conv_out_size(c->W, c->K, c->S, c->P);
         st_conv_shape s = {c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P, OH, OW};
@@ -69,14 +75,20 @@ static void test_conv_fast_vs_ref(void)
               *db2 = calloc(c->OC, 4);
         int nt = 3;
         float *ws = malloc(st_conv_ws_floats(&s, c->N, nt) * 4);
+        st_conv_set_winograd(1);
+        if (!off && !st_conv_winograd(&s, c->N))
+            off = 1; /* no second round */
+        st_conv_set_winograd(!off);
         fill(x, nin, &r), fill(w, nw, &r), fill(b, c->OC, &r), fill(dy, nout, &r);
         conv2d_forward_ref(y1, x, w, b, c->N, c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P);
         st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, NULL, 0);
         conv2d_backward_ref(dx1, dw1, db1, dy, x, w, c->N, c->C, c->H, c->W, c->OC, c->K, c->K,
                             c->S, c->P);
         st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt, NULL);
-        printf("  conv N=%d C=%d %dx%d OC=%d k=%d s=%d p=%d\n", c->N, c->C, c->H, c->W, c->OC,
-               c->K, c->S, c->P);
+        int wino = st_conv_winograd(&s, c->N);
+        wino_cases += wino;
+        printf("  conv N=%d C=%d %dx%d OC=%d k=%d s=%d p=%d%s\n", c->N, c->C, c->H, c->W, c->OC,
+               c->K, c->S, c->P, wino ? " (Winograd)" : "");
         double kfw = (double)c->C * c->K * c->K, kdw = (double)c->N * OH * OW;
         double tol = 1e-5;
         CHECK(maxdiff("output", y1, y2, nout, kfw + 1) < tol);
@@ -127,9 +139,11 @@ static void test_conv_fast_vs_ref(void)
         free(x), free(w), free(b), free(y1), free(y2), free(dy), free(dx1), free(dx2);
         free(dw1), free(dw2), free(db1), free(db2), free(ws);
     }
-    printf("  evaluation form: %d cases as W * col, %d as col^T * W^T\n", orientation[0],
-           orientation[1]);
+    st_conv_set_winograd(1);
+    printf("  evaluation form: %d cases as W * col, %d as col^T * W^T; %d by Winograd\n",
+           orientation[0], orientation[1], wino_cases);
     CHECK(orientation[0] > 0 && orientation[1] > 0);
+    CHECK(wino_cases == 5);
 }
 
 /* One model with the reference kernels and one with the fast kernels: forward, loss, backward and
