@@ -434,7 +434,7 @@ int st_conv_winograd(const st_conv_shape *s, int N)
 
 /* Tiles of one image (TH x TW of them), the zero-padded channels-last copy of its input
  * (Hp x Wp pixels: one zero row/column before, enough after to complete the last tiles), and
- * how many images a chunk transforms at once (about 128K floats of V and of M each). */
+ * how many images a chunk transforms at once (about 64K floats of V and of M each). */
 typedef struct wino_geom {
     int TH, TW, T, Hp, Wp, chunk, maxch;
 } wino_geom;
@@ -446,7 +446,7 @@ static wino_geom wino_geometry(const st_conv_shape *s)
     g.Hp = 2 * g.TH + 2, g.Wp = 2 * g.TW + 2;
     g.maxch = s->C > s->OC ? s->C : s->OC;
     long per_image = 16L * g.T * g.maxch;
-    g.chunk = (int)(131072 / per_image);
+    g.chunk = (int)(65536 / per_image);
     if (g.chunk < 1)
         g.chunk = 1;
     return g;
