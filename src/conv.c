@@ -11,6 +11,10 @@
  *   backward: dy[OC, G*P] gathered from NCHW (or computed there from the following batch norm's
  *             output gradient, st_conv_bn_grad), dW_g = dy * col^T, db_g = row sums of dy,
  *             dcol = W^T * dy, dX = col2im(dcol).
+ * 3x3 convs with stride 1 and padding 1 (channels multiples of 8, even output sizes, 4 or more
+ * images: the CNN's conv2) run their forward and input gradient by Winograd F(2x2, 3x3) instead
+ * (see st_conv_winograd and the section below), each group a few images at a time; their weight
+ * gradient stays im2col + GEMM.
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
  * added in group order, so the result is bit-identical whatever the number of threads. With fewer
  * groups than threads (batch 1, inference latency) the GEMMs themselves are threaded instead.
@@ -320,12 +324,21 @@ static void scatter_row(float *restrict dst, const float *restrict src, float sc
     }
 }
 
+/* o[j][i] = r[i][j]: a 4 x 4 block transposed through vector shuffles (ST_SHUFFLE4: the compiler
+ * lowers them to what the target has). */
+static inline void transpose4(v4f o[4], const v4f r[4])
+{
+    v4f t0 = ST_SHUFFLE4(r[0], r[1], 0, 4, 1, 5), t1 = ST_SHUFFLE4(r[0], r[1], 2, 6, 3, 7);
+    v4f t2 = ST_SHUFFLE4(r[2], r[3], 0, 4, 1, 5), t3 = ST_SHUFFLE4(r[2], r[3], 2, 6, 3, 7);
+    o[0] = ST_SHUFFLE4(t0, t2, 0, 1, 4, 5), o[1] = ST_SHUFFLE4(t0, t2, 2, 3, 6, 7);
+    o[2] = ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), o[3] = ST_SHUFFLE4(t1, t3, 2, 3, 6, 7);
+}
+
 /* dst[oc][p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale or shift
  * NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a transpose
- * in one pass, in 4 x 4 blocks through vector shuffles (ST_SHUFFLE4: the compiler lowers them to
- * what the target has). With stats (only without relu), also adds the sum and the sum of squares
- * of each channel's values written to stats[2 oc], stats[2 oc + 1], in double: one lane per pixel
- * p mod 4. */
+ * in one pass, in 4 x 4 blocks (transpose4). With stats (only without relu), also adds the sum and
+ * the sum of squares of each channel's values written to stats[2 oc], stats[2 oc + 1], in double:
+ * one lane per pixel p mod 4. */
 ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *restrict src, int P,
                                            int OC, const float *scale, const float *shift,
                                            int relu, double *restrict stats)
@@ -351,14 +364,8 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *res
                     s2[i] += d * d;
                 }
             }
-            v4f t0 = ST_SHUFFLE4(r[0], r[1], 0, 4, 1, 5);
-            v4f t1 = ST_SHUFFLE4(r[0], r[1], 2, 6, 3, 7);
-            v4f t2 = ST_SHUFFLE4(r[2], r[3], 0, 4, 1, 5);
-            v4f t3 = ST_SHUFFLE4(r[2], r[3], 2, 6, 3, 7);
-            v4f c[4] = {ST_SHUFFLE4(t0, t2, 0, 1, 4, 5),
-                        ST_SHUFFLE4(t0, t2, 2, 3, 6, 7),
-                        ST_SHUFFLE4(t1, t3, 0, 1, 4, 5),
-                        ST_SHUFFLE4(t1, t3, 2, 3, 6, 7)};
+            v4f c[4];
+            transpose4(c, r);
             for (int i = 0; i < 4; i++)
                 memcpy(dst + (size_t)(o + i) * P + p, &c[i], sizeof c[i]);
         }
@@ -432,9 +439,9 @@ int st_conv_winograd(const st_conv_shape *s, int N)
     return winograd_on && wino_fits(s, N);
 }
 
-/* Tiles of one image (TH x TW of them), the zero-padded channels-last copy of its input
- * (Hp x Wp pixels: one zero row/column before, enough after to complete the last tiles), and
- * how many images a chunk transforms at once (about 64K floats of V and of M each). */
+/* Tiles of one image (TH x TW of them: the output sizes are even), the zero-padded
+ * channels-last copy of its input (Hp x Wp pixels), and how many images a chunk transforms at
+ * once (about 64K floats of V and of M each). */
 typedef struct wino_geom {
     int TH, TW, T, Hp, Wp, chunk, maxch;
 } wino_geom;
@@ -442,8 +449,8 @@ typedef struct wino_geom {
 static wino_geom wino_geometry(const st_conv_shape *s)
 {
     wino_geom g;
-    g.TH = (s->OH + 1) / 2, g.TW = (s->OW + 1) / 2, g.T = g.TH * g.TW;
-    g.Hp = 2 * g.TH + 2, g.Wp = 2 * g.TW + 2;
+    g.TH = s->OH / 2, g.TW = s->OW / 2, g.T = g.TH * g.TW;
+    g.Hp = s->H + 2, g.Wp = s->W + 2;
     g.maxch = s->C > s->OC ? s->C : s->OC;
     long per_image = 16L * g.T * g.maxch;
     g.chunk = (int)(65536 / per_image);
@@ -452,13 +459,13 @@ static wino_geom wino_geometry(const st_conv_shape *s)
     return g;
 }
 
-/* Per-thread floats: the channels-last copy, V, M, and a row of OC for outputs past the edge. */
+/* Per-thread floats: the channels-last copy, V and M. */
 static size_t wino_floats(const st_conv_shape *s, int N)
 {
     if (!wino_fits(s, N))
         return 0;
     wino_geom g = wino_geometry(s);
-    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * 16 * (size_t)g.chunk * g.T * g.maxch + g.maxch;
+    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * 16 * (size_t)g.chunk * g.T * g.maxch;
     return (n + 15) & ~(size_t)15;
 }
 
@@ -491,17 +498,17 @@ static void wino_weights(float *restrict U, const float *restrict w, int C, int 
 }
 
 /* hwc = the image's C planes (plane c at src + c * cs, H x W; C a multiple of 8) channels-last,
- * zero-padded to Hp x Wp with the image at (1, 1); 4 x 4 blocks transposed through shuffles. */
+ * with a border of zeros (Hp x Wp = H + 2 x W + 2 pixels); 4 x 4 blocks at a time. */
 ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict src, size_t cs,
                                    int C, int H, int W, const wino_geom *g)
 {
     size_t rs = (size_t)g->Wp * C;
     memset(hwc, 0, sizeof(float) * rs);
-    memset(hwc + (H + 1) * rs, 0, sizeof(float) * rs * (size_t)(g->Hp - H - 1));
+    memset(hwc + (size_t)(H + 1) * rs, 0, sizeof(float) * rs);
     for (int h = 0; h < H; h++) {
         float *row = hwc + (size_t)(h + 1) * rs;
         memset(row, 0, sizeof(float) * (size_t)C);
-        memset(row + (size_t)(W + 1) * C, 0, sizeof(float) * (size_t)C * (g->Wp - W - 1));
+        memset(row + (size_t)(W + 1) * C, 0, sizeof(float) * (size_t)C);
         const float *s0 = src + (size_t)h * W;
         int x = 0;
         for (; x + 4 <= W; x += 4)
@@ -509,12 +516,8 @@ ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict sr
                 v4f r[4];
                 for (int i = 0; i < 4; i++)
                     memcpy(&r[i], s0 + (size_t)(c + i) * cs + x, sizeof r[i]);
-                v4f t0 = ST_SHUFFLE4(r[0], r[1], 0, 4, 1, 5);
-                v4f t1 = ST_SHUFFLE4(r[0], r[1], 2, 6, 3, 7);
-                v4f t2 = ST_SHUFFLE4(r[2], r[3], 0, 4, 1, 5);
-                v4f t3 = ST_SHUFFLE4(r[2], r[3], 2, 6, 3, 7);
-                v4f o[4] = {ST_SHUFFLE4(t0, t2, 0, 1, 4, 5), ST_SHUFFLE4(t0, t2, 2, 3, 6, 7),
-                            ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), ST_SHUFFLE4(t1, t3, 2, 3, 6, 7)};
+                v4f o[4];
+                transpose4(o, r);
                 for (int k = 0; k < 4; k++)
                     memcpy(row + (size_t)(x + 1 + k) * C + c, &o[k], sizeof o[k]);
             }
@@ -553,20 +556,14 @@ ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
 }
 
 /* yt[pixel][o] (one image, OH x OW pixels, O channels, a multiple of 8) = A^T M A for each of
- * its tiles, from M[xi][t0 + tile][o] (ldm floats per xi); outputs past the image's edge go to
- * junk. */
+ * its tiles, from M[xi][t0 + tile][o] (ldm floats per xi). */
 ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict M, size_t ldm,
-                                      int t0, int O, int OH, int OW, const wino_geom *g,
-                                      float *restrict junk)
+                                      int t0, int O, int OW, const wino_geom *g)
 {
     for (int ty = 0; ty < g->TH; ty++)
         for (int tx = 0; tx < g->TW; tx++) {
             const float *m = M + (size_t)(t0 + ty * g->TW + tx) * O;
-            int y0 = 2 * ty, x0 = 2 * tx;
-            float *o00 = yt + ((size_t)y0 * OW + x0) * O;
-            float *o01 = x0 + 1 < OW ? o00 + O : junk;
-            float *o10 = y0 + 1 < OH ? o00 + (size_t)OW * O : junk;
-            float *o11 = x0 + 1 < OW && y0 + 1 < OH ? o00 + (size_t)(OW + 1) * O : junk;
+            float *o00 = yt + ((size_t)(2 * ty) * OW + 2 * tx) * O, *o10 = o00 + (size_t)OW * O;
             for (int o = 0; o < O; o += 8) {
                 v8f r0[4], r1[4];
                 for (int k = 0; k < 4; k++) {
@@ -578,9 +575,9 @@ ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict 
                     r1[k] = m1 - m2 - m3;
                 }
                 *(v8f *)(o00 + o) = r0[0] + r0[1] + r0[2];
-                *(v8f *)(o01 + o) = r0[1] - r0[2] - r0[3];
+                *(v8f *)(o00 + O + o) = r0[1] - r0[2] - r0[3];
                 *(v8f *)(o10 + o) = r1[0] + r1[1] + r1[2];
-                *(v8f *)(o11 + o) = r1[1] - r1[2] - r1[3];
+                *(v8f *)(o10 + O + o) = r1[1] - r1[2] - r1[3];
             }
         }
 }
@@ -596,7 +593,7 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
     int H = s->OH, W = s->OW; /* input and output planes have the same size */
     size_t P = (size_t)H * W;
     float *hwc = wino, *V = hwc + (size_t)g.Hp * g.Wp * g.maxch;
-    float *M = V + 16 * (size_t)g.chunk * g.T * g.maxch, *junk = M + 16 * (size_t)g.chunk * g.T * g.maxch;
+    float *M = V + 16 * (size_t)g.chunk * g.T * g.maxch;
     for (int j0 = 0; j0 < n; j0 += g.chunk) {
         int cn = n - j0 < g.chunk ? n - j0 : g.chunk, T = cn * g.T;
         for (int j = 0; j < cn; j++) {
@@ -607,8 +604,7 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
             group_gemm(inner)(0, 0, T, O, I, 1.0f, V + (size_t)xi * T * I, I,
                               U + (size_t)xi * I * O, O, 0.0f, M + (size_t)xi * T * O, O);
         for (int j = 0; j < cn; j++)
-            wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, H, W, &g,
-                        junk);
+            wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, W, &g);
     }
 }
 
