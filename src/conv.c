@@ -11,9 +11,9 @@
  *   backward: dy[OC, G*P] gathered from NCHW (or computed there from the following batch norm's
  *             output gradient, st_conv_bn_grad), dW_g = dy * col^T, db_g = row sums of dy,
  *             dcol = W^T * dy, dX = col2im(dcol).
- * 3x3 convs with stride 1 and padding 1 (channels multiples of 8, even output sizes, 4 or more
- * images: the CNN's conv2) run their forward and input gradient by Winograd F(2x2, 3x3) instead
- * (see st_conv_winograd and the section below), each group a few images at a time; their weight
+ * 3x3 convs with stride 1 and padding 1 (channels multiples of 8, 4 or more images: the CNN's
+ * conv2 and conv3) run their forward and input gradient by Winograd F(2x2, 3x3) instead (see
+ * st_conv_winograd and the section below), a few images of the group at a time; their weight
  * gradient stays im2col + GEMM.
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
  * added in group order, so the result is bit-identical whatever the number of threads. With fewer
@@ -430,8 +430,7 @@ void st_conv_set_winograd(int on)
 static int wino_fits(const st_conv_shape *s, int N)
 {
     return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad == 1 && s->C % 8 == 0 &&
-           s->OC % 8 == 0 && s->C > 0 && s->OC > 0 && s->OH % 2 == 0 && s->OW % 2 == 0 &&
-           N >= ST_CONV_WINOGRAD_MIN_BATCH;
+           s->OC % 8 == 0 && s->C > 0 && s->OC > 0 && N >= ST_CONV_WINOGRAD_MIN_BATCH;
 }
 
 int st_conv_winograd(const st_conv_shape *s, int N)
@@ -439,9 +438,10 @@ int st_conv_winograd(const st_conv_shape *s, int N)
     return winograd_on && wino_fits(s, N);
 }
 
-/* Tiles of one image (TH x TW of them: the output sizes are even), the zero-padded
- * channels-last copy of its input (Hp x Wp pixels), and how many images a chunk transforms at
- * once (about 64K floats of V and of M each). */
+/* Tiles of one image (TH x TW of them; with an odd size the last ones are half outside), the
+ * zero-padded channels-last copy of its input (Hp x Wp pixels: one zero row and column before,
+ * enough after to complete the last tiles), and how many images a chunk transforms at once
+ * (about 64K floats of V and of M each). */
 typedef struct wino_geom {
     int TH, TW, T, Hp, Wp, chunk, maxch;
 } wino_geom;
@@ -449,8 +449,8 @@ typedef struct wino_geom {
 static wino_geom wino_geometry(const st_conv_shape *s)
 {
     wino_geom g;
-    g.TH = s->OH / 2, g.TW = s->OW / 2, g.T = g.TH * g.TW;
-    g.Hp = s->H + 2, g.Wp = s->W + 2;
+    g.TH = (s->OH + 1) / 2, g.TW = (s->OW + 1) / 2, g.T = g.TH * g.TW;
+    g.Hp = 2 * g.TH + 2, g.Wp = 2 * g.TW + 2;
     g.maxch = s->C > s->OC ? s->C : s->OC;
     long per_image = 16L * g.T * g.maxch;
     g.chunk = (int)(65536 / per_image);
@@ -459,13 +459,14 @@ static wino_geom wino_geometry(const st_conv_shape *s)
     return g;
 }
 
-/* Per-thread floats: the channels-last copy, V and M. */
+/* Per-thread floats: the channels-last copy, V, M, and a row of channels for the outputs of
+ * tiles past the image's edge. */
 static size_t wino_floats(const st_conv_shape *s, int N)
 {
     if (!wino_fits(s, N))
         return 0;
     wino_geom g = wino_geometry(s);
-    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * 16 * (size_t)g.chunk * g.T * g.maxch;
+    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * 16 * (size_t)g.chunk * g.T * g.maxch + g.maxch;
     return (n + 15) & ~(size_t)15;
 }
 
@@ -504,11 +505,11 @@ ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict sr
 {
     size_t rs = (size_t)g->Wp * C;
     memset(hwc, 0, sizeof(float) * rs);
-    memset(hwc + (size_t)(H + 1) * rs, 0, sizeof(float) * rs);
+    memset(hwc + (size_t)(H + 1) * rs, 0, sizeof(float) * rs * (size_t)(g->Hp - H - 1));
     for (int h = 0; h < H; h++) {
         float *row = hwc + (size_t)(h + 1) * rs;
         memset(row, 0, sizeof(float) * (size_t)C);
-        memset(row + (size_t)(W + 1) * C, 0, sizeof(float) * (size_t)C);
+        memset(row + (size_t)(W + 1) * C, 0, sizeof(float) * (size_t)C * (size_t)(g->Wp - W - 1));
         const float *s0 = src + (size_t)h * W;
         int x = 0;
         for (; x + 4 <= W; x += 4)
@@ -556,14 +557,19 @@ ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
 }
 
 /* yt[pixel][o] (one image, OH x OW pixels, O channels, a multiple of 8) = A^T M A for each of
- * its tiles, from M[xi][t0 + tile][o] (ldm floats per xi). */
+ * its tiles, from M[xi][t0 + tile][o] (ldm floats per xi); outputs past the edge go to junk. */
 ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict M, size_t ldm,
-                                      int t0, int O, int OW, const wino_geom *g)
+                                      int t0, int O, int OH, int OW, const wino_geom *g,
+                                      float *restrict junk)
 {
     for (int ty = 0; ty < g->TH; ty++)
         for (int tx = 0; tx < g->TW; tx++) {
             const float *m = M + (size_t)(t0 + ty * g->TW + tx) * O;
-            float *o00 = yt + ((size_t)(2 * ty) * OW + 2 * tx) * O, *o10 = o00 + (size_t)OW * O;
+            int y0 = 2 * ty, x0 = 2 * tx;
+            float *o00 = yt + ((size_t)y0 * OW + x0) * O;
+            float *o01 = x0 + 1 < OW ? o00 + O : junk;
+            float *o10 = y0 + 1 < OH ? o00 + (size_t)OW * O : junk;
+            float *o11 = x0 + 1 < OW && y0 + 1 < OH ? o00 + (size_t)(OW + 1) * O : junk;
             for (int o = 0; o < O; o += 8) {
                 v8f r0[4], r1[4];
                 for (int k = 0; k < 4; k++) {
@@ -575,9 +581,9 @@ ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict 
                     r1[k] = m1 - m2 - m3;
                 }
                 *(v8f *)(o00 + o) = r0[0] + r0[1] + r0[2];
-                *(v8f *)(o00 + O + o) = r0[1] - r0[2] - r0[3];
+                *(v8f *)(o01 + o) = r0[1] - r0[2] - r0[3];
                 *(v8f *)(o10 + o) = r1[0] + r1[1] + r1[2];
-                *(v8f *)(o10 + O + o) = r1[1] - r1[2] - r1[3];
+                *(v8f *)(o11 + o) = r1[1] - r1[2] - r1[3];
             }
         }
 }
@@ -593,7 +599,8 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
     int H = s->OH, W = s->OW; /* input and output planes have the same size */
     size_t P = (size_t)H * W;
     float *hwc = wino, *V = hwc + (size_t)g.Hp * g.Wp * g.maxch;
-    float *M = V + 16 * (size_t)g.chunk * g.T * g.maxch;
+    size_t vm = 16 * (size_t)g.chunk * g.T * g.maxch; /* floats of V, and of M */
+    float *M = V + vm, *junk = M + vm;
     for (int j0 = 0; j0 < n; j0 += g.chunk) {
         int cn = n - j0 < g.chunk ? n - j0 : g.chunk, T = cn * g.T;
         for (int j = 0; j < cn; j++) {
@@ -604,7 +611,8 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
             group_gemm(inner)(0, 0, T, O, I, 1.0f, V + (size_t)xi * T * I, I,
                               U + (size_t)xi * I * O, O, 0.0f, M + (size_t)xi * T * O, O);
         for (int j = 0; j < cn; j++)
-            wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, W, &g);
+            wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, H, W, &g,
+                        junk);
     }
 }
 

@@ -37,9 +37,8 @@ void st_conv2d_forward_affine(float *out, const float *inp, const float *w, cons
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
 /* Whether the forward and the input gradient of this shape and batch size run by Winograd
  * F(2x2, 3x3) instead of im2col + GEMM: 3x3 kernels, stride 1, padding 1, channels in and out
- * multiples of 8, even output sizes (no tile half outside: at 7 x 7, 16 tiles of 4 pixels for 49
- * outputs made it slower than im2col), and at least ST_CONV_WINOGRAD_MIN_BATCH images (the
- * weights are transformed at every call; for one image that costs what it saves). */
+ * multiples of 8, and at least ST_CONV_WINOGRAD_MIN_BATCH images (the weights are transformed
+ * at every call; for one image that costs what it saves). */
 #define ST_CONV_WINOGRAD_MIN_BATCH 4
 int st_conv_winograd(const st_conv_shape *s, int N);
 /* For tests and benchmarks: 0 turns Winograd off (every shape by im2col + GEMM), 1 back on (the

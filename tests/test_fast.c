@@ -52,10 +52,12 @@ static void test_conv_fast_vs_ref(void)
         /* the implicit-GEMM path (stride 1) at other paddings, odd sizes, partial slivers */
         {3, 5, 8, 11, 7, 3, 1, 0},    {2, 3, 6, 10, 13, 5, 1, 1},   {40, 32, 7, 7, 64, 3, 1, 1},
         {2, 7, 1, 1, 3, 1, 1, 0},     {3, 2, 3, 4, 5, 3, 1, 2},
-        /* Winograd F(2x2, 3x3) (st_conv_winograd): the CNN's conv2, several chunks and groups,
-         * non-square, more input than output channels, the smallest batch it takes */
+        /* Winograd F(2x2, 3x3) (st_conv_winograd; also the two 7x7 cases above): the CNN's
+         * conv2, several chunks and groups, non-square, more input than output channels, the
+         * smallest batch it takes, odd sizes (tiles half outside), a single row */
         {4, 16, 14, 14, 32, 3, 1, 1}, {64, 16, 14, 14, 32, 3, 1, 1}, {6, 8, 6, 10, 16, 3, 1, 1},
         {5, 24, 4, 2, 8, 3, 1, 1},    {ST_CONV_WINOGRAD_MIN_BATCH, 8, 2, 2, 8, 3, 1, 1},
+        {4, 8, 5, 9, 16, 3, 1, 1},    {7, 16, 1, 3, 8, 3, 1, 1},
     };
     st_rng r;
     st_rng_seed(&r, 42);
@@ -143,7 +145,7 @@ static void test_conv_fast_vs_ref(void)
     printf("  evaluation form: %d cases as W * col, %d as col^T * W^T; %d by Winograd\n",
            orientation[0], orientation[1], wino_cases);
     CHECK(orientation[0] > 0 && orientation[1] > 0);
-    CHECK(wino_cases == 5);
+    CHECK(wino_cases == 9);
 }
 
 /* One model with the reference kernels and one with the fast kernels: forward, loss, backward and
