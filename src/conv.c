@@ -251,19 +251,18 @@ static void copy_sum(float *restrict dst, double *restrict acc, const float *res
  * then acc[k % 8] += dst[k] (the conv's bias gradient), like copy_sum. */
 ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
                                    const float *restrict d, const int32_t *restrict am,
-                                   const float *restrict x, const st_conv_bn_grad *bn, int oc,
-                                   int n)
+                                   const float *restrict xm, const float *restrict x,
+                                   const st_conv_bn_grad *bn, int oc, int n)
 {
     float mean = bn->mean[oc], invstd = bn->invstd[oc], g = bn->gamma[oc], b = bn->beta[oc];
     float mdy = bn->coef[3 * oc], mdyx = bn->coef[3 * oc + 1], scale = bn->coef[3 * oc + 2];
-    if (am) { /* zero gradient but at the maxima, done 256 at a time: gather, compute, scatter */
+    if (am) { /* zero gradient but at the maxima (x there: xm), 256 at a time, then scattered */
         for (int k = 0; k < n; k++)
             dst[k] = st_bn_dx(0.0f, x[k], mean, invstd, mdy, mdyx, scale);
-        float xs[256], v[256];
+        float v[256];
         for (int o0 = 0; o0 < bn->pool_hw; o0 += 256) {
             int m = bn->pool_hw - o0 < 256 ? bn->pool_hw - o0 : 256;
-            for (int o = 0; o < m; o++)
-                xs[o] = x[am[o0 + o]];
+            const float *xs = xm + o0;
             for (int o = 0; o < m; o++) {
                 float dy = d[o0 + o];
                 if (bn->relu)
@@ -721,7 +720,7 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
             /* with a pool, dout holds pool_hw values per plane, and their positions */
             size_t doff = bn->argmax ? ((size_t)(lo + j) * s->OC + oc) * bn->pool_hw : off;
             bn_dx_sum(dst, acc, c->dout + doff, bn->argmax ? bn->argmax + doff : NULL,
-                      bn->x + off, bn, oc, P);
+                      bn->argmax ? bn->xmax + doff : NULL, bn->x + off, bn, oc, P);
         }
         pb[oc] = (float)st_sum8(acc);
     }

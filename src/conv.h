@@ -50,12 +50,14 @@ void st_conv_set_winograd(int on);
  * where x is the conv's output (the batch norm's input) and d the gradient of the batch norm's
  * output, masked by the ReLU (relu: where st_bn_out(x, mean, invstd, gamma, beta) > 0). Without
  * a pool (argmax NULL), dout holds d. With one, dout is the pool's output gradient, pool_hw values
- * per plane, and d is that value at the plane's argmax positions, 0 elsewhere. */
+ * per plane, and d is that value at the plane's argmax positions, 0 elsewhere; xmax holds x at
+ * those positions (the same layout as dout). */
 typedef struct st_conv_bn_grad {
     const float *x, *mean, *invstd, *gamma, *beta;
     const float *coef;
     int relu;
     const int32_t *argmax;
+    const float *xmax;
     int pool_hw;
 } st_conv_bn_grad;
 

@@ -167,22 +167,6 @@ ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2,
     }
 }
 
-/* The same sums when a 2x2 max pool follows (the batch norm does its backward): dy is zero but at
- * the pool's maxima, am[o] (o < npool), where it is the pool's output gradient dpool[o]. The
- * maxima's x are gathered 256 at a time, then summed by chan_dsums (lane j: maxima o = j mod 8). */
-static void pool_dsums(double *restrict a1, double *restrict a2, const float *restrict x,
-                       const float *restrict dpool, const int32_t *restrict am, bn_chan q,
-                       int npool)
-{
-    float xs[256];
-    for (int o0 = 0; o0 < npool; o0 += 256) {
-        int m = npool - o0 < 256 ? npool - o0 : 256;
-        for (int o = 0; o < m; o++)
-            xs[o] = x[am[o0 + o]];
-        chan_dsums(a1, a2, xs, dpool + o0, q, m); /* m % 8 != 0 only in the last chunk */
-    }
-}
-
 /* Batch norm's input gradient of one plane, in place (d holds dy, then dx):
  *     dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * gamma;
  * with a fused ReLU, dy is first masked by it (as in chan_dsums). */
@@ -277,7 +261,7 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)i * C + c) * HW, poff = ((size_t)i * C + c) * PHW;
             if (pool)
-                pool_dsums(a1, a2, in + off, dout + poff, pool->argmax + poff, q, PHW);
+                chan_dsums(a1, a2, pool->xmax + poff, dout + poff, q, PHW);
             else
                 chan_dsums(a1, a2, in + off, dout + off, q, HW);
         }
@@ -309,12 +293,15 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 /* Four outputs of a 2x2 max pool: the maxima of the pairs (r0[2i], r0[2i+1]) and (r1[2i],
  * r1[2i+1]), i < 4, and (am != NULL) their positions, base + {0, 1, W, W + 1}; the first maximum
  * wins (PyTorch's rule) and a NaN wins over everything after it. */
-static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const float *r1,
-                                v4i base, int W, const bn_chan *q)
+static inline void maxpool2x2_4(float *y, int32_t *am, float *xm, const float *r0,
+                                const float *r1, v4i base, int W, const bn_chan *q)
 {
     v4f a0, a1, b0, b1;
     memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 4, sizeof a1);
     memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + 4, sizeof b1);
+    /* the values before the batch norm, in the order of cand below (xm) */
+    v4f xc[4] = {ST_SHUFFLE4(a0, a1, 0, 2, 4, 6), ST_SHUFFLE4(a0, a1, 1, 3, 5, 7),
+                 ST_SHUFFLE4(b0, b1, 0, 2, 4, 6), ST_SHUFFLE4(b0, b1, 1, 3, 5, 7)};
     if (q) { /* the values are a batch norm's inputs: its output and ReLU first (as chan_affine) */
         v4f zero = {0, 0, 0, 0}, *r[4] = {&a0, &a1, &b0, &b1};
         for (int i = 0; i < 4; i++) {
@@ -325,38 +312,43 @@ static inline void maxpool2x2_4(float *y, int32_t *am, const float *r0, const fl
     v4f cand[3] = {ST_SHUFFLE4(a0, a1, 1, 3, 5, 7), ST_SHUFFLE4(b0, b1, 0, 2, 4, 6),
                    ST_SHUFFLE4(b0, b1, 1, 3, 5, 7)};
     v4f m = ST_SHUFFLE4(a0, a1, 0, 2, 4, 6); /* even lanes: the windows' first values */
-    v4i k = base;
+    v4i k = base, x = (v4i)xc[0];
     const int32_t off[3] = {1, W, W + 1};
     for (int c = 0; c < 3; c++) {
         v4f v = cand[c];
         v4i t = ((v > m) | (v != v)) & (m == m);
         m = (v4f)((t & (v4i)v) | (~t & (v4i)m));
         k = (t & (base + off[c])) | (~t & k);
+        x = (t & (v4i)xc[c + 1]) | (~t & x);
     }
     memcpy(y, &m, sizeof m);
     if (am)
         memcpy(am, &k, sizeof k);
+    if (xm)
+        memcpy(xm, &x, sizeof x);
 }
 
 /* 2x2, stride 2, one plane, four outputs at a time: a row's last four are taken from OW - 4
  * (recomputing a few, same values), so rows of 4 or more outputs need no scalar tail. With
  * am == NULL (evaluation mode: no backward pass) the positions are not written. With q, x is a
- * batch norm's input, and the pool takes the maxima of that batch norm's output after a ReLU. */
-static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const float *restrict x,
-                             int W, int OH, int OW, const bn_chan *q)
+ * batch norm's input, and the pool takes the maxima of that batch norm's output after a ReLU;
+ * xm (training) then receives x at each maximum. */
+static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, float *restrict xm,
+                             const float *restrict x, int W, int OH, int OW, const bn_chan *q)
 {
     for (int oh = 0; oh < OH; oh++) {
         const float *r0 = x + (size_t)2 * oh * W, *r1 = r0 + W;
         float *yr = y + (size_t)oh * OW;
         int32_t *ar = am ? am + (size_t)oh * OW : NULL;
+        float *xr = xm ? xm + (size_t)oh * OW : NULL;
         int ow = 0;
         if (OW >= 4)
             for (;; ow += 4) {
                 if (ow > OW - 4)
                     ow = OW - 4;
                 int b = 2 * oh * W + 2 * ow;
-                maxpool2x2_4(yr + ow, ar ? ar + ow : NULL, r0 + 2 * ow, r1 + 2 * ow,
-                             (v4i){b, b + 2, b + 4, b + 6}, W, q);
+                maxpool2x2_4(yr + ow, ar ? ar + ow : NULL, xr ? xr + ow : NULL, r0 + 2 * ow,
+                             r1 + 2 * ow, (v4i){b, b + 2, b + 4, b + 6}, W, q);
                 if (ow == OW - 4) {
                     ow = OW;
                     break;
@@ -378,6 +370,8 @@ static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, const floa
             yr[ow] = m;
             if (ar)
                 ar[ow] = k;
+            if (xr)
+                xr[ow] = x[k];
         }
     }
 }
@@ -404,7 +398,8 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int training)
         }
         maxpool2x2_plane(l->out + (size_t)p * OH * OW,
                          training ? l->argmax + (size_t)p * OH * OW : NULL,
-                         in + (size_t)p * H * W, W, OH, OW, bn ? &q : NULL);
+                         bn ? l->xmax + (size_t)p * OH * OW : NULL, in + (size_t)p * H * W, W, OH,
+                         OW, bn ? &q : NULL);
     }
 }
 
@@ -651,6 +646,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
                                       .invstd = bn->save_invstd, .gamma = bn->w, .beta = bn->b,
                                       .coef = bn->dx_coef, .relu = bn->relu_fused,
                                       .argmax = pool ? pool->argmax : NULL,
+                                      .xmax = pool ? pool->xmax : NULL,
                                       .pool_hw = pool ? pool->out_h * pool->out_w : 0};
             }
             st_conv2d_backward(dinp, l->dw, l->db, dout, in, l->w, &s, n, m->ws, m->ws_threads,

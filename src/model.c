@@ -388,6 +388,9 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
             m->layers[i - 2].stats_src) {
             m->layers[i - 2].pool_after = l;
             l->bn_before = &m->layers[i - 2];
+            l->xmax = xcalloc(B * l->out_size, sizeof(float), &total);
+            if (!l->xmax)
+                goto oom;
         }
     }
     /* The backward pass alternates between two gradient buffers, except through the layers whose
@@ -448,6 +451,7 @@ void st_model_free(st_model *m)
         free(l->save_mean);
         free(l->save_invstd);
         free(l->argmax);
+        free(l->xmax);
         free(l->mask);
         free(l->conv_stats);
         free(l->bn_affine);

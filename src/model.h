@@ -59,6 +59,9 @@ typedef struct st_layer {
                                     ReLU's output is not written), and the batch norm does the
                                     pool's backward (from its output gradient and argmax) */
     struct st_layer *bn_before; /* max pool: that batch norm (see pool_after) */
+    float *xmax;          /* max pool with bn_before: the batch norm's input (the conv's output)
+                             at each argmax, written by the training forward, so that the
+                             backward passes read them in order instead of gathering them */
     struct st_layer *bn_next; /* conv: the batch norm it feeds. In evaluation mode the conv
                                  applies that batch norm (and its ReLU) as it writes its output,
                                  which is the batch norm's output */

@@ -374,6 +374,35 @@ static void test_maxpool_fast_vs_ref(void)
                    training ? "training" : "evaluation", bad, nout);
             CHECK(bad == 0);
         }
+        /* training, fused after a conv's batch norm + ReLU (model.c): the pool reads the conv's
+         * output x, applies the batch norm and the ReLU, and saves x at each maximum */
+        float mean[5], invstd[5], g[5], b[5], *z = malloc(nin * 4), *xm = malloc(nout * 4);
+        for (int c = 0; c < C; c++)
+            mean[c] = frand(&r), invstd[c] = 1.0f + st_rng_uniform(&r), g[c] = frand(&r),
+            b[c] = frand(&r);
+        for (size_t i = 0; i < nin; i++) {
+            int c = (int)(i / ((size_t)H * W) % C);
+            float v = st_bn_out(x[i], mean[c], invstd[c], g[c], b[c]);
+            z[i] = v > 0.0f || v != v ? v : 0.0f;
+        }
+        maxpool2d_forward_ref(y1, a1, z, N, C, H, W, 2, 2);
+        st_layer conv = {0}, bn = {0};
+        conv.out = x;
+        bn.stats_src = &conv, bn.relu_fused = 1;
+        bn.save_mean = mean, bn.save_invstd = invstd, bn.w = g, bn.b = b;
+        l.bn_before = &bn, l.xmax = xm;
+        m->training = 1;
+        st_layer_forward(m, &l, NULL, N);
+        size_t bad = 0;
+        for (size_t i = 0; i < nout; i++) {
+            size_t plane = i / ((size_t)OH * OW) * H * W;
+            bad += memcmp(&y1[i], &y2[i], 4) != 0 || a1[i] != a2[i] ||
+                   memcmp(&xm[i], &x[plane + (size_t)a1[i]], 4) != 0;
+        }
+        printf("  maxpool %dx%d after batch norm + ReLU: %zu of %zu outputs differ\n", H, W, bad,
+               nout);
+        CHECK(bad == 0);
+        free(z), free(xm);
         free(x), free(y1), free(y2), free(a1), free(a2);
     }
     st_model_free(m);
