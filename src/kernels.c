@@ -299,27 +299,25 @@ static inline void maxpool2x2_4(float *y, int32_t *am, float *xm, const float *r
     v4f a0, a1, b0, b1;
     memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 4, sizeof a1);
     memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + 4, sizeof b1);
-    /* the values before the batch norm, in the order of cand below (xm) */
+    /* each window's four values, one vector per position: top left, top right, bottom left,
+     * bottom right (xc), and what the pool compares (v): with q, they are a batch norm's inputs,
+     * so its output and ReLU (as chan_affine computes them) */
     v4f xc[4] = {ST_SHUFFLE4(a0, a1, 0, 2, 4, 6), ST_SHUFFLE4(a0, a1, 1, 3, 5, 7),
                  ST_SHUFFLE4(b0, b1, 0, 2, 4, 6), ST_SHUFFLE4(b0, b1, 1, 3, 5, 7)};
-    if (q) { /* the values are a batch norm's inputs: its output and ReLU first (as chan_affine) */
-        v4f zero = {0, 0, 0, 0}, *r[4] = {&a0, &a1, &b0, &b1};
+    v4f v[4] = {xc[0], xc[1], xc[2], xc[3]}, zero = {0, 0, 0, 0};
+    if (q)
         for (int i = 0; i < 4; i++) {
-            v4f v = bn_out4(*r[i], q);
-            *r[i] = (v4f)((v4i)v & ((v > zero) | (v != v)));
+            v[i] = bn_out4(xc[i], q);
+            v[i] = (v4f)((v4i)v[i] & ((v[i] > zero) | (v[i] != v[i])));
         }
-    }
-    v4f cand[3] = {ST_SHUFFLE4(a0, a1, 1, 3, 5, 7), ST_SHUFFLE4(b0, b1, 0, 2, 4, 6),
-                   ST_SHUFFLE4(b0, b1, 1, 3, 5, 7)};
-    v4f m = ST_SHUFFLE4(a0, a1, 0, 2, 4, 6); /* even lanes: the windows' first values */
+    v4f m = v[0];
     v4i k = base, x = (v4i)xc[0];
-    const int32_t off[3] = {1, W, W + 1};
-    for (int c = 0; c < 3; c++) {
-        v4f v = cand[c];
-        v4i t = ((v > m) | (v != v)) & (m == m);
-        m = (v4f)((t & (v4i)v) | (~t & (v4i)m));
+    const int32_t off[4] = {0, 1, W, W + 1};
+    for (int c = 1; c < 4; c++) {
+        v4i t = ((v[c] > m) | (v[c] != v[c])) & (m == m);
+        m = (v4f)((t & (v4i)v[c]) | (~t & (v4i)m));
         k = (t & (base + off[c])) | (~t & k);
-        x = (t & (v4i)xc[c + 1]) | (~t & x);
+        x = (t & (v4i)xc[c]) | (~t & x);
     }
     memcpy(y, &m, sizeof m);
     if (am)
@@ -333,7 +331,8 @@ static inline void maxpool2x2_4(float *y, int32_t *am, float *xm, const float *r
  * am == NULL (evaluation mode: no backward pass) the positions are not written. With q, x is a
  * batch norm's input, and the pool takes the maxima of that batch norm's output after a ReLU;
  * xm (training) then receives x at each maximum. */
-static void maxpool2x2_plane(float *restrict y, int32_t *restrict am, float *restrict xm,
+ST_VEC_CLONES static void maxpool2x2_plane(float *restrict y, int32_t *restrict am,
+                                           float *restrict xm,
                              const float *restrict x, int W, int OH, int OW, const bn_chan *q)
 {
     for (int oh = 0; oh < OH; oh++) {
