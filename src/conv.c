@@ -415,7 +415,10 @@ static gemm_fn group_gemm(int inner)
  * output gradient with U built from the kernels rotated by 180 degrees and the channel roles
  * swapped. The transforms add, subtract and halve (exact but for rounding), so the results
  * differ from im2col's by float rounding only; the order of every sum depends on the shape
- * alone, so results are still the same whatever the number of threads. */
+ * alone, so results are still the same whatever the number of threads. Beyond rounding: a NaN
+ * input or weight reaches the same outputs as with im2col (each transformed value mixes only
+ * inputs that share the outputs' windows), but an infinite one can give NaN where im2col gives
+ * an infinity (the transforms subtract values from each other: inf - inf). */
 
 static int winograd_on = 1;
 

@@ -11,9 +11,10 @@
  *   - a batch norm followed by an in-place ReLU applies it in the same pass, and its mask inside
  *     its own backward pass, recomputed from its input (the ReLU layer then does nothing);
  *   - conv, batch norm, ReLU, 2x2 max pool, training: the pool applies the batch norm and ReLU as
- *     it reads the conv's output; backward, the batch norm reads the pool's output gradient and
- *     argmax directly, and the conv computes the batch norm's input gradient as it gathers its
- *     own output gradient (no full-size activation or gradient in between);
+ *     it reads the conv's output, saving the conv's output at each maximum; backward, the batch
+ *     norm reads the pool's output gradient and those saved values directly, and the conv
+ *     computes the batch norm's input gradient as it gathers its own output gradient (no
+ *     full-size activation or gradient in between);
  *   - a batch norm after a conv without a pool: the conv computes its input gradient the same way;
  *   - evaluation: the conv applies its batch norm (and ReLU) as a per-channel scale and shift as
  *     it writes its output (conv.c), and large batches run ST_EVAL_CHUNK images at a time through
@@ -245,7 +246,8 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
 }
 
 /* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here); with a fused
- * 2x2 max pool after that (pool_after), dout is the pool's output gradient. After a conv, in place
+ * 2x2 max pool after that (pool_after), dout is the pool's output gradient, and the inputs at the
+ * pool's maxima are those the pool saved (xmax). After a conv, in place
  * (the model's case), the input gradient is left to the conv's backward (dx_coef). */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
@@ -292,7 +294,8 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 
 /* Four outputs of a 2x2 max pool: the maxima of the pairs (r0[2i], r0[2i+1]) and (r1[2i],
  * r1[2i+1]), i < 4, and (am != NULL) their positions, base + {0, 1, W, W + 1}; the first maximum
- * wins (PyTorch's rule) and a NaN wins over everything after it. */
+ * wins (PyTorch's rule) and a NaN wins over everything after it. With q (see maxpool2x2_plane),
+ * xm != NULL receives the input values at the maxima. */
 static inline void maxpool2x2_4(float *y, int32_t *am, float *xm, const float *r0,
                                 const float *r1, v4i base, int W, const bn_chan *q)
 {
@@ -332,8 +335,8 @@ static inline void maxpool2x2_4(float *y, int32_t *am, float *xm, const float *r
  * batch norm's input, and the pool takes the maxima of that batch norm's output after a ReLU;
  * xm (training) then receives x at each maximum. */
 ST_VEC_CLONES static void maxpool2x2_plane(float *restrict y, int32_t *restrict am,
-                                           float *restrict xm,
-                             const float *restrict x, int W, int OH, int OW, const bn_chan *q)
+                                           float *restrict xm, const float *restrict x, int W,
+                                           int OH, int OW, const bn_chan *q)
 {
     for (int oh = 0; oh < OH; oh++) {
         const float *r0 = x + (size_t)2 * oh * W, *r1 = r0 + W;

@@ -148,6 +148,36 @@ static void test_conv_fast_vs_ref(void)
     CHECK(wino_cases == 9);
 }
 
+/* Winograd mixes a tile's inputs with each other: a NaN input must still reach exactly the
+ * outputs whose 3x3 windows hold it (and every output channel there), as with im2col. */
+static void test_winograd_nan_inputs(void)
+{
+    int N = 4, C = 8, H = 7, W = 6, OC = 8;
+    st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+    CHECK(st_conv_winograd(&s, N));
+    size_t nin = (size_t)N * C * H * W, nout = (size_t)N * OC * H * W;
+    float *x = malloc(nin * 4), *w = malloc((size_t)OC * C * 9 * 4), *b = calloc(OC, 4);
+    float *y1 = malloc(nout * 4), *y2 = malloc(nout * 4);
+    float *ws = malloc(st_conv_ws_floats(&s, N, 2) * 4);
+    st_rng r;
+    st_rng_seed(&r, 8);
+    fill(w, (size_t)OC * C * 9, &r);
+    size_t differ = 0, nans = 0;
+    for (int pos = 0; pos < H * W; pos += 5) { /* corners, edges and inside of the tiles */
+        fill(x, nin, &r);
+        x[(size_t)(1 * C + 3) * H * W + pos] = NAN; /* image 1, channel 3 */
+        conv2d_forward_ref(y1, x, w, b, N, C, H, W, OC, 3, 3, 1, 1);
+        st_conv2d_forward(y2, x, w, b, &s, N, ws, 2, NULL, 0);
+        for (size_t i = 0; i < nout; i++) {
+            differ += (y1[i] != y1[i]) != (y2[i] != y2[i]);
+            nans += y1[i] != y1[i];
+        }
+    }
+    printf("  NaN inputs: %zu NaN outputs by im2col, %zu differ by Winograd\n", nans, differ);
+    CHECK(nans > 0 && differ == 0);
+    free(x), free(w), free(b), free(y1), free(y2), free(ws);
+}
+
 /* One model with the reference kernels and one with the fast kernels: forward, loss, backward and
  * 3 Adam steps agree. */
 static void model_fast_vs_ref(st_model_kind kind)
@@ -545,6 +575,7 @@ int main(void)
 {
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
+    RUN(test_winograd_nan_inputs);
     RUN(test_maxpool_fast_vs_ref);
     RUN(test_eval_chunked);
     RUN(test_bn_stats_large_mean);
