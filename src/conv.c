@@ -75,14 +75,21 @@ static size_t per_thread_floats(const st_conv_shape *s, size_t G, int N)
     return ((n + 15) & ~(size_t)15) + wino_floats(s, N);
 }
 
-size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
+/* The groups' partials after the threads' shares: backward, each group's weight and bias
+ * gradient; forward, each group's channel sums (2 doubles per channel). */
+static size_t partial_floats(const st_conv_shape *s)
 {
     size_t CKK = (size_t)s->C * s->KH * s->KW;
-    size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch), max_batch);
     size_t partial = (size_t)ST_CONV_GROUPS * ((size_t)s->OC * CKK + (size_t)s->OC);
-    size_t stats = (size_t)ST_CONV_GROUPS * 4 * (size_t)s->OC; /* 2 doubles per channel */
-    size_t U = wino_fits(s, max_batch) ? 16 * (size_t)s->C * s->OC : 0;
-    return per_thread * (size_t)nthreads + (partial > stats ? partial : stats) + U;
+    size_t stats = (size_t)ST_CONV_GROUPS * 4 * (size_t)s->OC;
+    return partial > stats ? partial : stats;
+}
+
+size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
+{
+    size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch), max_batch);
+    size_t U = wino_fits(s, max_batch) ? 16 * (size_t)s->C * s->OC : 0; /* Winograd's weights */
+    return per_thread * (size_t)nthreads + partial_floats(s) + U;
 }
 
 /* Short rows (a row of a feature map: 7 to 28 floats here) are moved with fixed-size vector
@@ -231,24 +238,9 @@ static void add_row(float *restrict dst, const float *restrict src, int n)
         dst[i] += src[i];
 }
 
-/* dst[0..n) = src[0..n) and acc[k % 8] += src[k] in double (8 lanes: vectorisable, fixed order) */
-static void copy_sum(float *restrict dst, double *restrict acc, const float *restrict src, int n)
-{
-    int k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) {
-            dst[k + j] = src[k + j];
-            acc[j] += src[k + j];
-        }
-    for (; k < n; k++) {
-        dst[k] = src[k];
-        acc[k & 7] += src[k];
-    }
-}
-
 /* One plane of the batch norm's input gradient (st_conv_bn_grad, channel oc), n = H * W values:
  * from the plane's output gradient d, or with a pool from its pooled gradient d and argmax am;
- * then acc[k % 8] += dst[k] (the conv's bias gradient), like copy_sum. */
+ * then acc[k % 8] += dst[k] (the conv's bias gradient, st_add_lanes8). */
 ST_VEC_CLONES static void bn_dx_sum(float *restrict dst, double *restrict acc,
                                    const float *restrict d, const int32_t *restrict am,
                                    const float *restrict xm, const float *restrict x,
@@ -717,7 +709,8 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
             float *dst = dy + (size_t)oc * ldc + (size_t)j * P;
             const st_conv_bn_grad *bn = c->bn;
             if (!bn) {
-                copy_sum(dst, acc, c->dout + off, P);
+                memcpy(dst, c->dout + off, sizeof(float) * (size_t)P);
+                st_add_lanes8(acc, dst, P);
                 continue;
             }
             /* with a pool, dout holds pool_hw values per plane, and their positions */
@@ -762,11 +755,8 @@ static conv_call conv_call_init(const st_conv_shape *s, int N, float *ws, int nt
     c.ws = ws;
     c.partial = ws + c.per_thread * (size_t)nthreads;
     c.wino = st_conv_winograd(s, N);
-    if (c.wino) {
-        size_t partial = (size_t)ST_CONV_GROUPS * ((size_t)s->OC * c.CKK + (size_t)s->OC);
-        size_t stats = (size_t)ST_CONV_GROUPS * 4 * (size_t)s->OC;
-        c.U = c.partial + (partial > stats ? partial : stats);
-    }
+    if (c.wino)
+        c.U = c.partial + partial_floats(s);
     return c;
 }
 

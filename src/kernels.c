@@ -247,8 +247,8 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
 
 /* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here); with a fused
  * 2x2 max pool after that (pool_after), dout is the pool's output gradient, and the inputs at the
- * pool's maxima are those the pool saved (xmax). After a conv, in place
- * (the model's case), the input gradient is left to the conv's backward (dx_coef). */
+ * pool's maxima are those the pool saved (xmax). After a conv, in place (the model's case), the
+ * input gradient is left to the conv's backward (dx_coef). */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
     int defer = l->stats_src && dinp == dout;
