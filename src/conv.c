@@ -467,27 +467,32 @@ static size_t wino_floats(const st_conv_shape *s, int N)
 /* U[xi][i][o] = (G g G^T)[xi], g the 3x3 kernel from input channel i to output channel o of the
  * product: the conv's own (flip = 0: i < C, o < OC, g = w[o][i]), or for its input gradient
  * (flip = 1: i < OC, o < C, g = w[i][o] rotated by 180 degrees). */
-static void wino_weights(float *restrict U, const float *restrict w, int C, int OC, int flip)
+ST_VEC_CLONES static void wino_weights(float *restrict U, const float *restrict w, int C, int OC,
+                                       int flip)
 {
-    int ni = flip ? OC : C, no = flip ? C : OC;
+    int ni = flip ? OC : C, no = flip ? C : OC; /* no: a multiple of 8 */
+    v8f half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
     for (int i = 0; i < ni; i++)
-        for (int o = 0; o < no; o++) {
-            const float *k = flip ? w + ((size_t)i * C + o) * 9 : w + ((size_t)o * C + i) * 9;
-            float g[3][3], t[4][3];
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++)
-                    g[a][b] = flip ? k[(2 - a) * 3 + 2 - b] : k[a * 3 + b];
+        for (int o = 0; o < no; o += 8) { /* 8 products' kernels at once, one per lane */
+            v8f g[3][3], t[4][3];
+            for (int l = 0; l < 8; l++) {
+                const float *k = flip ? w + ((size_t)i * C + o + l) * 9
+                                      : w + ((size_t)(o + l) * C + i) * 9;
+                for (int a = 0; a < 3; a++)
+                    for (int b = 0; b < 3; b++)
+                        g[a][b][l] = flip ? k[(2 - a) * 3 + 2 - b] : k[a * 3 + b];
+            }
             for (int b = 0; b < 3; b++) {
                 t[0][b] = g[0][b];
-                t[1][b] = 0.5f * (g[0][b] + g[1][b] + g[2][b]);
-                t[2][b] = 0.5f * (g[0][b] - g[1][b] + g[2][b]);
+                t[1][b] = half * (g[0][b] + g[1][b] + g[2][b]);
+                t[2][b] = half * (g[0][b] - g[1][b] + g[2][b]);
                 t[3][b] = g[2][b];
             }
             for (int a = 0; a < 4; a++) {
-                float u[4] = {t[a][0], 0.5f * (t[a][0] + t[a][1] + t[a][2]),
-                              0.5f * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
+                v8f u[4] = {t[a][0], half * (t[a][0] + t[a][1] + t[a][2]),
+                            half * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
                 for (int b = 0; b < 4; b++)
-                    U[((size_t)(4 * a + b) * ni + i) * no + o] = u[b];
+                    *(v8f *)(U + ((size_t)(4 * a + b) * ni + i) * no + o) = u[b];
             }
         }
 }
