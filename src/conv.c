@@ -63,16 +63,16 @@ static size_t padded_floats(const st_conv_shape *s)
     return (size_t)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad);
 }
 
-static size_t wino_floats(const st_conv_shape *s, int N);
-static int wino_fits(const st_conv_shape *s, int N);
+static size_t wino_floats(const st_conv_shape *s);
+static int wino_fits(const st_conv_shape *s);
 
 /* One thread's share: col [CKK][G*P], y or dy [OC][G*P], the padded image; a multiple of 16
  * floats, so that what follows stays 64-byte aligned relative to ws. */
-static size_t per_thread_floats(const st_conv_shape *s, size_t G, int N)
+static size_t per_thread_floats(const st_conv_shape *s, size_t G)
 {
     size_t P = (size_t)s->OH * s->OW, CKK = (size_t)s->C * s->KH * s->KW;
     size_t n = CKK * G * P + (size_t)s->OC * G * P + padded_floats(s);
-    return ((n + 15) & ~(size_t)15) + wino_floats(s, N);
+    return ((n + 15) & ~(size_t)15) + wino_floats(s);
 }
 
 /* The groups' partials after the threads' shares: backward, each group's weight and bias
@@ -87,8 +87,8 @@ static size_t partial_floats(const st_conv_shape *s)
 
 size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
 {
-    size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch), max_batch);
-    size_t U = wino_fits(s, max_batch) ? 16 * (size_t)s->C * s->OC : 0; /* Winograd's weights */
+    size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch));
+    size_t U = wino_fits(s) ? 16 * (size_t)s->C * s->OC : 0; /* Winograd's weights */
     return per_thread * (size_t)nthreads + partial_floats(s) + U;
 }
 
@@ -419,17 +419,22 @@ void st_conv_set_winograd(int on)
     winograd_on = on != 0;
 }
 
-/* The shapes and batches Winograd serves (st_conv_winograd), whether or not it is switched on:
- * workspaces are sized by this, so that switching it on later stays within them. */
-static int wino_fits(const st_conv_shape *s, int N)
+/* The shapes Winograd serves, whether or not it is switched on and at any batch size: workspaces
+ * are sized by this, so that switching it on later stays within them. */
+static int wino_fits(const st_conv_shape *s)
 {
     return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad == 1 && s->C % 8 == 0 &&
-           s->OC % 8 == 0 && s->C > 0 && s->OC > 0 && N >= ST_CONV_WINOGRAD_MIN_BATCH;
+           s->OC % 8 == 0 && s->C > 0 && s->OC > 0;
 }
 
 int st_conv_winograd(const st_conv_shape *s, int N)
 {
-    return winograd_on && wino_fits(s, N);
+    return winograd_on && wino_fits(s) && N >= ST_CONV_WINOGRAD_MIN_BATCH;
+}
+
+size_t st_conv_wcache_floats(const st_conv_shape *s)
+{
+    return wino_fits(s) ? (size_t)s->OC * s->C * 9 + 16 * (size_t)s->C * s->OC : 0;
 }
 
 /* Tiles of one image (TH x TW of them; with an odd size the last ones are half outside), the
@@ -455,9 +460,9 @@ static wino_geom wino_geometry(const st_conv_shape *s)
 
 /* Per-thread floats: the channels-last copy, V, M, and a row of channels for the outputs of
  * tiles past the image's edge. */
-static size_t wino_floats(const st_conv_shape *s, int N)
+static size_t wino_floats(const st_conv_shape *s)
 {
-    if (!wino_fits(s, N))
+    if (!wino_fits(s))
         return 0;
     wino_geom g = wino_geometry(s);
     size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * 16 * (size_t)g.chunk * g.T * g.maxch + g.maxch;
@@ -655,7 +660,7 @@ static void forward_group_t(const conv_call *c, int lo, int gn, const float *col
 /* This thread's Winograd scratch, after its col, y and padded image. */
 static float *wino_scratch(const conv_call *c, float *col)
 {
-    return col + (c->per_thread - wino_floats(c->s, c->N));
+    return col + (c->per_thread - wino_floats(c->s));
 }
 
 /* Forward of group g on the calling thread with its scratch col; inner: thread the GEMM. */
@@ -754,7 +759,7 @@ static conv_call conv_call_init(const st_conv_shape *s, int N, float *ws, int nt
     c.CKK = s->C * s->KH * s->KW;
     c.ng = num_groups(s, N);
     c.G = (size_t)max_group(s, N);
-    c.per_thread = per_thread_floats(s, c.G, N);
+    c.per_thread = per_thread_floats(s, c.G);
     c.in_size = (size_t)s->C * s->H * s->W;
     c.out_size = (size_t)s->OC * c.P;
     c.ws = ws;
@@ -783,16 +788,40 @@ static void run_groups(const conv_call *c, int nthreads,
     }
 }
 
+/* A forward's Winograd weights. With a cache (st_conv_wcache_floats: a copy of the weights it
+ * was made from, then their transform), Winograd also serves batches under the minimum, and the
+ * transform is redone only when the weights differ from that copy (bytewise: a zeroed cache
+ * holds the transform of zero weights, and a NaN compares equal to itself). */
+static void forward_weights(conv_call *c, const float *w, float *wcache)
+{
+    const st_conv_shape *s = c->s;
+    if (wcache && winograd_on && wino_fits(s) && !c->wino) {
+        c->wino = 1;
+        c->U = c->partial + partial_floats(s);
+    }
+    if (!c->wino)
+        return;
+    if (!wcache) {
+        wino_weights(c->U, w, s->C, s->OC, 0);
+        return;
+    }
+    size_t nw = (size_t)s->OC * s->C * 9;
+    c->U = wcache + nw;
+    if (memcmp(wcache, w, nw * sizeof(float)) != 0) {
+        wino_weights(c->U, w, s->C, s->OC, 0);
+        memcpy(wcache, w, nw * sizeof(float));
+    }
+}
+
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                        const st_conv_shape *s, int N, float *ws, int nthreads, double *stats,
-                       int relu)
+                       int relu, float *wcache)
 {
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.b = b, c.out = out, c.relu = relu;
     c.stats_partial = stats ? (double *)(void *)c.partial : NULL;
     c.transposed = st_conv_forward_transposed(s, N);
-    if (c.wino)
-        wino_weights(c.U, w, s->C, s->OC, 0);
+    forward_weights(&c, w, wcache);
     run_groups(&c, nthreads, forward_group);
     if (stats) /* the groups' sums, added in group order */
         for (int oc = 0; oc < s->OC; oc++) {
@@ -821,13 +850,12 @@ int st_conv_forward_transposed(const st_conv_shape *s, int N)
 
 void st_conv2d_forward_affine(float *out, const float *inp, const float *w, const float *scale,
                               const float *shift, const st_conv_shape *s, int N, float *ws,
-                              int nthreads, int relu)
+                              int nthreads, int relu, float *wcache)
 {
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.scale = scale, c.b = shift, c.out = out, c.relu = relu;
     c.transposed = st_conv_forward_transposed(s, N);
-    if (c.wino)
-        wino_weights(c.U, w, s->C, s->OC, 0);
+    forward_weights(&c, w, wcache);
     run_groups(&c, nthreads, forward_group);
 }
 

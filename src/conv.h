@@ -21,26 +21,32 @@ size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads);
  * st_conv_ws_floats(s, >= N, nthreads) floats (8-byte aligned, as malloc gives).
  * stats: NULL, or [OC][2] doubles receiving the sum and the sum of squares of each output
  * channel over the batch (what a following batch norm needs), in a fixed order.
- * relu (only without stats): the output is max(conv + bias, 0). */
+ * relu (only without stats): the output is max(conv + bias, 0).
+ * wcache: NULL, or st_conv_wcache_floats(s) floats (zeroed before first use) kept with these
+ * weights between calls: their Winograd transform, redone only when they change (see
+ * st_conv_winograd). Worth it where the weights change rarely (evaluation). */
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                        const st_conv_shape *s, int N, float *ws, int nthreads, double *stats,
-                       int relu);
+                       int relu, float *wcache);
 /* Evaluation: out = max(conv(inp, w) * scale[oc] + shift[oc], 0) (without the max: relu = 0),
  * i.e. a conv without bias followed by a per-channel affine map (a batch norm). The GEMM is run
  * in whichever orientation wastes less of the micro-kernel's tiles for this shape: W * col, or
  * col^T * W^T with pixels along the tile's rows (OC = 16, 32, 64 fills 16-wide tiles exactly). */
 void st_conv2d_forward_affine(float *out, const float *inp, const float *w, const float *scale,
                               const float *shift, const st_conv_shape *s, int N, float *ws,
-                              int nthreads, int relu);
+                              int nthreads, int relu, float *wcache);
 /* Whether st_conv2d_forward and st_conv2d_forward_affine run their GEMM as col^T * W^T for this
  * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
 /* Whether the forward and the input gradient of this shape and batch size run by Winograd
  * F(2x2, 3x3) instead of im2col + GEMM: 3x3 kernels, stride 1, padding 1, channels in and out
  * multiples of 8, and at least ST_CONV_WINOGRAD_MIN_BATCH images (the weights are transformed
- * at every call; for one image that costs what it saves). */
+ * at every call; for one image that costs what it saves). A forward with a weight cache runs
+ * by Winograd at any batch size for these shapes. */
 #define ST_CONV_WINOGRAD_MIN_BATCH 4
 int st_conv_winograd(const st_conv_shape *s, int N);
+/* Floats of a forward's weight cache (see st_conv2d_forward): 0 where Winograd never serves. */
+size_t st_conv_wcache_floats(const st_conv_shape *s);
 /* For tests and benchmarks: 0 turns Winograd off (every shape by im2col + GEMM), 1 back on (the
  * default). Not while another thread is inside a conv. */
 void st_conv_set_winograd(int on);

@@ -58,6 +58,20 @@ int st_kernels_init(st_model *m, st_error *err)
                              need * sizeof(float) >> 20);
         m->bytes += need * sizeof(float);
     }
+    for (int i = 0; i < m->nlayers; i++) {
+        st_layer *l = &m->layers[i];
+        st_conv_shape s = conv_shape(l);
+        size_t n = l->kind == ST_L_CONV ? st_conv_wcache_floats(&s) : 0;
+        if (!n)
+            continue;
+        l->wcache = calloc(n, sizeof(float));
+        if (!l->wcache) {
+            st_kernels_free(m);
+            return st_seterr(err, "out of memory: %zu KB of convolution weight cache",
+                             n * sizeof(float) >> 10);
+        }
+        m->bytes += n * sizeof(float);
+    }
     return 0;
 }
 
@@ -65,6 +79,10 @@ void st_kernels_free(st_model *m)
 {
     free(m->ws);
     m->ws = NULL;
+    for (int i = 0; i < m->nlayers; i++) {
+        free(m->layers[i].wcache);
+        m->layers[i].wcache = NULL;
+    }
 }
 
 void st_model_use_reference(st_model *m, int on)
@@ -554,7 +572,7 @@ static void conv_bn_eval_forward(st_model *m, st_layer *l, const float *in, int 
     }
     st_conv_shape s = conv_shape(l);
     st_conv2d_forward_affine(bn->out, in, l->w, scale, shift, &s, n, m->ws, m->ws_threads,
-                             bn->relu_fused);
+                             bn->relu_fused, l->wcache);
 }
 
 void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
@@ -571,7 +589,8 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
         else {
             st_conv_shape s = conv_shape(l);
             double *stats = m->training ? l->conv_stats : NULL;
-            st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads, stats, 0);
+            st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads, stats, 0,
+                              m->training ? NULL : l->wcache);
         }
         break;
     case ST_L_BN:

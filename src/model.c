@@ -410,11 +410,11 @@ static st_model *build(st_model_kind kind, const layer_spec *spec, int nspec, in
     m->dbuf[1] = xcalloc(B * (need[1] ? need[1] : 1), sizeof(float), &total);
     if (!m->dbuf[0] || !m->dbuf[1])
         goto oom;
+    m->bytes = total; /* st_kernels_init adds its workspaces */
     if (st_kernels_init(m, err) != 0) {
         st_model_free(m);
         return NULL;
     }
-    m->bytes = total;
     return m;
 oom:
     st_seterr(err, "out of memory building the %s model for batches of %d", kind_names[kind],

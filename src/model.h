@@ -66,6 +66,8 @@ typedef struct st_layer {
                                  applies that batch norm (and its ReLU) as it writes its output,
                                  which is the batch norm's output */
     float *bn_affine;     /* conv: OC scales, then OC shifts (that batch norm and the bias) */
+    float *wcache;        /* conv served by Winograd: the evaluation forward's transformed
+                             weights (st_conv2d_forward's wcache), or NULL */
     int fused;            /* ReLU: done by the batch norm before it (or by the conv before
                              that in evaluation, or by a max pool after it in training) */
     float *out;                          /* output activations, max_batch * out_size */

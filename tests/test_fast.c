@@ -83,7 +83,7 @@ static void test_conv_fast_vs_ref(void)
         st_conv_set_winograd(!off);
         fill(x, nin, &r), fill(w, nw, &r), fill(b, c->OC, &r), fill(dy, nout, &r);
         conv2d_forward_ref(y1, x, w, b, c->N, c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P);
-        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, NULL, 0);
+        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, NULL, 0, NULL);
         conv2d_backward_ref(dx1, dw1, db1, dy, x, w, c->N, c->C, c->H, c->W, c->OC, c->K, c->K,
                             c->S, c->P);
         st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt, NULL);
@@ -100,7 +100,7 @@ static void test_conv_fast_vs_ref(void)
 
         /* the per-channel sums a following batch norm reads, computed as the output is written */
         double *stats = malloc(2 * (size_t)c->OC * sizeof(double));
-        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, stats, 0);
+        st_conv2d_forward(y2, x, w, b, &s, c->N, ws, nt, stats, 0, NULL);
         double worst_stat = 0.0;
         for (int oc = 0; oc < c->OC; oc++) {
             double s1 = 0.0, s2 = 0.0, a1 = 0.0;
@@ -130,12 +130,12 @@ static void test_conv_fast_vs_ref(void)
         }
         memset(y2, 0, nout * 4);
         orientation[st_conv_forward_transposed(&s, c->N)]++;
-        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu);
+        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu, NULL);
         CHECK(maxdiff(relu ? "affine + ReLU output" : "affine output", y1, y2, nout, kfw + 1) <
               tol);
         /* a NaN weight makes its channel's outputs NaN, through the ReLU too; not the others' */
         w[0] = NAN;
-        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu);
+        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu, NULL);
         CHECK(y2[0] != y2[0] && y2[nout - 1] == y2[nout - 1]);
         free(scale), free(shift);
         free(x), free(w), free(b), free(y1), free(y2), free(dy), free(dx1), free(dx2);
@@ -167,7 +167,7 @@ static void test_winograd_nan_inputs(void)
         fill(x, nin, &r);
         x[(size_t)(1 * C + 3) * H * W + pos] = NAN; /* image 1, channel 3 */
         conv2d_forward_ref(y1, x, w, b, N, C, H, W, OC, 3, 3, 1, 1);
-        st_conv2d_forward(y2, x, w, b, &s, N, ws, 2, NULL, 0);
+        st_conv2d_forward(y2, x, w, b, &s, N, ws, 2, NULL, 0, NULL);
         for (size_t i = 0; i < nout; i++) {
             differ += (y1[i] != y1[i]) != (y2[i] != y2[i]);
             nans += y1[i] != y1[i];
@@ -176,6 +176,94 @@ static void test_winograd_nan_inputs(void)
     printf("  NaN inputs: %zu NaN outputs by im2col, %zu differ by Winograd\n", nans, differ);
     CHECK(nans > 0 && differ == 0);
     free(x), free(w), free(b), free(y1), free(y2), free(ws);
+}
+
+/* A forward with a weight cache keeps the Winograd transform of the weights it last saw: it runs
+ * by Winograd even for one image, and redoes the transform whenever the weights change. */
+static void test_winograd_weight_cache(void)
+{
+    int C = 16, H = 7, W = 7, OC = 32;
+    st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+    size_t nin = (size_t)2 * C * H * W, nout = (size_t)2 * OC * H * W, nw = (size_t)OC * C * 9;
+    float *x = malloc(nin * 4), *w = calloc(nw, 4), *b = malloc(OC * 4);
+    float *y1 = malloc(nout * 4), *y2 = malloc(nout * 4), *y3 = malloc(nout * 4);
+    float *ws = malloc(st_conv_ws_floats(&s, 2, 2) * 4);
+    float *cache = calloc(st_conv_wcache_floats(&s), 4);
+    CHECK(st_conv_wcache_floats(&s) > 0 && !st_conv_winograd(&s, 1));
+    st_rng r;
+    st_rng_seed(&r, 12);
+    fill(x, nin, &r), fill(b, OC, &r);
+    /* a zeroed cache is that of zero weights: the output is the bias */
+    st_conv2d_forward(y2, x, w, b, &s, 1, ws, 2, NULL, 0, cache);
+    size_t not_bias = 0;
+    for (size_t i = 0; i < nout / 2; i++)
+        not_bias += y2[i] != b[i / ((size_t)H * W)];
+    CHECK(not_bias == 0);
+    double worst = 0.0;
+    size_t by_winograd = 0, stale = 0;
+    for (int round = 0; round < 4; round++) {
+        if (round == 3)
+            w[nw / 2] += 1.0f; /* one weight written in place */
+        else if (round != 2) /* round 2: the same weights again, from the cache */
+            fill(w, nw, &r);
+        for (int N = 1; N <= 2; N++) {
+            conv2d_forward_ref(y1, x, w, b, N, C, H, W, OC, 3, 3, 1, 1);
+            st_conv2d_forward(y2, x, w, b, &s, N, ws, 2, NULL, 0, cache);
+            st_conv2d_forward(y3, x, w, b, &s, N, ws, 2, NULL, 0, NULL); /* im2col */
+            double d = maxdiff("cached Winograd output", y1, y2, (size_t)N * OC * H * W, C * 9 + 1);
+            worst = d > worst ? d : worst;
+            for (size_t i = 0; i < (size_t)N * OC * H * W; i++)
+                by_winograd += y2[i] != y3[i]; /* rounded differently from im2col */
+            stale += d > 1e-3;
+        }
+    }
+    printf("  weight cache: worst %.3g vs reference, %zu outputs rounded unlike im2col, "
+           "%zu stale\n", worst, by_winograd, stale);
+    CHECK(worst < 1e-5 && stale == 0 && by_winograd > 0);
+    free(x), free(w), free(b), free(y1), free(y2), free(y3), free(ws), free(cache);
+}
+
+/* Evaluation keeps the convs' transformed weights between calls; after the parameters are written
+ * directly, batches of 1 and 5 must still agree with the reference kernels. */
+static void test_eval_after_param_writes(void)
+{
+    st_error err;
+    int N = 5;
+    st_model *a = st_model_create(ST_MODEL_CNN, N, 4, &err), *b = st_model_create(ST_MODEL_CNN, N, 4, &err);
+    CHECK(a && b);
+    if (!a || !b)
+        return;
+    st_model_use_reference(a, 1);
+    st_model_set_training(a, 0);
+    st_model_set_training(b, 0);
+    st_rng r;
+    st_rng_seed(&r, 5);
+    float *x = malloc((size_t)N * 784 * 4);
+    for (int i = 0; i < N * 784; i++)
+        x[i] = st_rng_uniform(&r);
+    double worst = 0;
+    for (int round = 0; round < 3; round++) {
+        if (round > 0) { /* every parameter scaled, the same in both models */
+            float *pa = st_model_params(a), *pb = st_model_params(b);
+            float f = round == 1 ? 1.25f : -0.5f;
+            for (size_t i = 0; i < st_model_num_params(a); i++)
+                pa[i] *= f, pb[i] *= f;
+        }
+        for (int n = 1; n <= N; n += N - 1) {
+            const float *la, *lb;
+            CHECK(st_model_forward(a, x, n, &la, &err) == 0);
+            CHECK(st_model_forward(b, x, n, &lb, &err) == 0);
+            for (int i = 0; i < n * 10; i++) {
+                double d = fabs((double)la[i] - lb[i]) / (1.0 + fabs((double)la[i]));
+                worst = d > worst ? d : worst;
+            }
+        }
+    }
+    printf("    evaluation after direct parameter writes, batches 1 and %d: logits rel %.3g\n", N,
+           worst);
+    CHECK(worst < 1e-5);
+    free(x);
+    st_model_free(a), st_model_free(b);
 }
 
 /* One model with the reference kernels and one with the fast kernels: forward, loss, backward and
@@ -576,8 +664,10 @@ int main(void)
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
     RUN(test_winograd_nan_inputs);
+    RUN(test_winograd_weight_cache);
     RUN(test_maxpool_fast_vs_ref);
     RUN(test_eval_chunked);
+    RUN(test_eval_after_param_writes);
     RUN(test_bn_stats_large_mean);
     RUN(test_models_fast_vs_ref);
     RUN(test_dropout_masks_match);
