@@ -56,11 +56,17 @@ static int max_group(const st_conv_shape *s, int N)
 }
 
 /* Floats of the zero-padded copy of one image (stride-1 path; its rows are read in place). */
+static int direct_fits(const st_conv_shape *s);
+
+/* The zero-padded image im2col (stride 1) and the one-channel forward read; the latter reads a
+ * little past its end (DIRECT_SLACK floats, zeros). */
+#define DIRECT_SLACK 64
 static size_t padded_floats(const st_conv_shape *s)
 {
     if (s->stride != 1)
         return 0;
-    return (size_t)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad);
+    return (size_t)s->C * (s->H + 2 * s->pad) * (s->W + 2 * s->pad) +
+           (direct_fits(s) ? DIRECT_SLACK : 0);
 }
 
 static size_t wino_floats(const st_conv_shape *s);
@@ -89,6 +95,8 @@ size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
 {
     size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch));
     size_t U = wino_fits(s) ? 16 * (size_t)s->C * s->OC : 0; /* Winograd's weights */
+    if (direct_fits(s)) /* the one-channel forward's weight panels */
+        U = (size_t)(s->OC + 63) / 64 * 64 * s->KH * s->KW;
     return per_thread * (size_t)nthreads + partial_floats(s) + U;
 }
 
@@ -620,6 +628,65 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
     }
 }
 
+/* ---------------------------------------------------------------- one input channel
+ *
+ * A conv with one input channel and stride 1 (the CNN's first layer) needs no im2col. On the
+ * zero-padded image, Wp = OW + KW - 1 floats wide, output pixel p' = oh * Wp + ow of a plane
+ * computed Wp wide (the last KW - 1 columns are thrown away) reads x[p' + kh * Wp + kw]: for each
+ * kernel row kh, consecutive pixels read the same KW consecutive inputs shifted by one, i.e. rows
+ * of an M x KW matrix one float apart, which the GEMM micro-kernel reads in place (its row-pointer
+ * form with a row stride of 1). Each tile of mr pixels x nr channels is the sum over kh of those
+ * products (the micro-kernel adding into its tile after the first row), written to yt[pixel][OC]
+ * for the transposed epilogue. */
+static int direct_fits(const st_conv_shape *s)
+{
+    return s->C == 1 && s->stride == 1 && s->OH > 0 && s->OW > 0;
+}
+
+int st_conv_direct(const st_conv_shape *s)
+{
+    return direct_fits(s);
+}
+
+/* The kernel rows as the micro-kernel's B operand: for each block of nr output channels, for
+ * each (kh, kw), nr weights (zero past OC). */
+static void direct_weights(float *restrict panel, const float *restrict w, const st_conv_shape *s,
+                           int nr)
+{
+    int KK = s->KH * s->KW;
+    for (int o0 = 0; o0 < s->OC; o0 += nr)
+        for (int k = 0; k < KK; k++)
+            for (int c = 0; c < nr; c++)
+                panel[((size_t)o0 * KK) + (size_t)k * nr + c] =
+                    o0 + c < s->OC ? w[(size_t)(o0 + c) * KK + k] : 0.0f;
+}
+
+/* yt[j * P + pixel][OC] for the images [0, n) at img (one plane each, P = OH * OW). */
+static void direct_forward(float *restrict yt, const float *img, int n, const float *panel,
+                           const st_conv_shape *s, float *xp)
+{
+    const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
+    int mr = kr->mr, nr = kr->nr, Wp = s->W + 2 * s->pad, OC = s->OC;
+    int KK = s->KH * s->KW, M = s->OH * Wp;
+    size_t P = (size_t)s->OH * s->OW;
+    float tile[8 * 32]; /* mr x nr, at most 8 x 32 (the AVX-512 kernel) */
+    memset(xp + (size_t)(s->H + 2 * s->pad) * Wp, 0, sizeof(float) * DIRECT_SLACK);
+    for (int j = 0; j < n; j++) {
+        pad_image(xp, img + (size_t)j * s->H * s->W, s);
+        for (int p0 = 0; p0 < M; p0 += mr)
+            for (int o0 = 0; o0 < OC; o0 += nr) {
+                kr->ukr_win(s->KH, s->KW, xp + p0, Wp, panel + (size_t)o0 * KK, nr, tile, nr);
+                int cols = OC - o0 < nr ? OC - o0 : nr;
+                for (int i = 0; i < mr && p0 + i < M; i++) {
+                    int oh = (p0 + i) / Wp, ow = (p0 + i) % Wp;
+                    if (ow < s->OW)
+                        memcpy(yt + ((size_t)j * P + (size_t)oh * s->OW + ow) * OC + o0,
+                               tile + (size_t)i * nr, sizeof(float) * (size_t)cols);
+                }
+            }
+    }
+}
+
 /* One call's operands and layout, shared by the groups. */
 typedef struct conv_call {
     const st_conv_shape *s;
@@ -630,6 +697,7 @@ typedef struct conv_call {
     const st_conv_bn_grad *bn; /* backward: dout is this batch norm's output gradient, or NULL */
     int transposed;     /* forward: run the GEMM as col^T * W^T (st_conv_forward_transposed) */
     int wino;           /* forward and input gradient by Winograd (st_conv_winograd) */
+    const float *panel; /* forward of one input channel (direct_fits): direct_weights, or NULL */
     float *U;           /* Winograd: the transformed weights, 16 x C x OC floats */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
@@ -676,6 +744,11 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     if (c->wino) {
         wino_conv(y, c->inp + (size_t)lo * c->in_size, c->in_size, (size_t)s->H * s->W, s->C,
                   s->OC, gn, c->U, s, wino_scratch(c, col), inner);
+        write_group_t(c, lo, gn, y, gstats);
+        return;
+    }
+    if (c->panel) {
+        direct_forward(y, c->inp + (size_t)lo * c->in_size, gn, c->panel, s, xp);
         write_group_t(c, lo, gn, y, gstats);
         return;
     }
@@ -795,6 +868,12 @@ static void run_groups(const conv_call *c, int nthreads,
 static void forward_weights(conv_call *c, const float *w, float *wcache)
 {
     const st_conv_shape *s = c->s;
+    if (direct_fits(s)) {
+        float *panel = c->partial + partial_floats(s);
+        direct_weights(panel, w, s, st_gemm_kernel_for_level(st_cpu_level())->nr);
+        c->panel = panel;
+        return;
+    }
     if (wcache && winograd_on && wino_fits(s) && !c->wino) {
         c->wino = 1;
         c->U = c->partial + partial_floats(s);

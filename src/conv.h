@@ -45,6 +45,9 @@ int st_conv_forward_transposed(const st_conv_shape *s, int N);
  * by Winograd at any batch size for these shapes. */
 #define ST_CONV_WINOGRAD_MIN_BATCH 4
 int st_conv_winograd(const st_conv_shape *s, int N);
+/* Whether the forward of this shape runs without im2col: one input channel and stride 1 (the
+ * micro-kernel reads the padded image in place, see conv.c). */
+int st_conv_direct(const st_conv_shape *s);
 /* Floats of a forward's weight cache (see st_conv2d_forward): 0 where Winograd never serves. */
 size_t st_conv_wcache_floats(const st_conv_shape *s);
 /* For tests and benchmarks: 0 turns Winograd off (every shape by im2col + GEMM), 1 back on (the

@@ -82,12 +82,31 @@ static void ukr_rows_portable(int kc, const float *a, ptrdiff_t sa, const float 
     ukr_portable_impl(kc, a, 1, sa, b, rsb, c, ldc, alpha, beta);
 }
 
+static void ukr_win_portable(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
+                             ptrdiff_t rsb, float *c, ptrdiff_t ldc)
+{
+    float acc[PORTABLE_MR][PORTABLE_NR] = {{0}};
+    for (int r = 0; r < kh; r++)
+        for (int s = 0; s < kw; s++) {
+            const float *bk = b + (r * kw + s) * rsb;
+            for (int i = 0; i < PORTABLE_MR; i++) {
+                const float aik = a[i + r * lda + s];
+                for (int j = 0; j < PORTABLE_NR; j++)
+                    acc[i][j] += aik * bk[j];
+            }
+        }
+    for (int i = 0; i < PORTABLE_MR; i++)
+        for (int j = 0; j < PORTABLE_NR; j++)
+            c[i * ldc + j] = 1.0f * acc[i][j];
+}
+
 static const st_gemm_kernel kernel_portable = {.name = "portable",
                                                .mr = PORTABLE_MR,
                                                .nr = PORTABLE_NR,
                                                .mc = 96,
                                                .ukr = ukr_portable,
-                                               .ukr_rows = ukr_rows_portable};
+                                               .ukr_rows = ukr_rows_portable,
+                                               .ukr_win = ukr_win_portable};
 
 #if defined(ST_HAVE_X86_KERNELS)
 static const st_gemm_kernel kernel_avx2 = {.name = "avx2",
@@ -98,6 +117,7 @@ static const st_gemm_kernel kernel_avx2 = {.name = "avx2",
                                            .dot_nb = 3,
                                            .ukr = st_gemm_ukr_avx2,
                                            .ukr_rows = st_gemm_ukr_rows_avx2,
+                                           .ukr_win = st_gemm_ukr_win_avx2,
                                            .fused = 1,
                                            .dot = st_gemm_dot_avx2,
                                            .pack_bt = st_gemm_pack_bt_avx2};
@@ -109,6 +129,7 @@ static const st_gemm_kernel kernel_avx512 = {.name = "avx512",
                                              .dot_nb = 3,
                                              .ukr = st_gemm_ukr_avx512,
                                              .ukr_rows = st_gemm_ukr_rows_avx512,
+                                             .ukr_win = st_gemm_ukr_win_avx512,
                                              .fused = 1,
                                              .dot = st_gemm_dot_avx512,
                                              .pack_bt = st_gemm_pack_bt_avx2};

@@ -96,6 +96,12 @@ void st_cpu_force_level(int level);
 typedef void (*st_gemm_ukr_fn)(int kc, const float *a, ptrdiff_t sa, const float *b,
                                ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha, float beta);
 
+/* Micro-kernel over a 2-D window of a plane read in place (a one-channel conv without im2col):
+ * row i of the MR x NR tile is pixel i, A(i, k) = a[i + r*lda + s] for k = r*kw + s (r < kh,
+ * s < kw), B row k at b + k*rsb; c = acc (stored; the same FMA chain over k as ukr). */
+typedef void (*st_gemm_ukr_win_fn)(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
+                                   ptrdiff_t rsb, float *c, ptrdiff_t ldc);
+
 /* Dot-product kernel for A (M x K, rows lda apart) times B^T (B is N x K, rows ldb apart): both
  * operands contiguous along K, no packing. Each C element is one dot product computed lane-wise
  * over K in vector-width steps, summed across lanes in a fixed tree, then
@@ -117,6 +123,7 @@ typedef struct st_gemm_kernel {
     int mc;             /* M block, a multiple of mr, <= ST_GEMM_MC_MAX */
     int dot_mb, dot_nb; /* dot kernel's register block (for splitting work between threads) */
     st_gemm_ukr_fn ukr, ukr_rows;
+    st_gemm_ukr_win_fn ukr_win;
     int fused;          /* epilogue fma(beta, c, t) (else beta * c + t, unfused) */
     st_gemm_dot_fn dot;         /* NULL: the level has no dot kernel */
     st_gemm_pack_bt_fn pack_bt; /* NULL: packed by portable C */
@@ -132,6 +139,8 @@ void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrd
                       float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
                            float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
+                          ptrdiff_t rsb, float *c, ptrdiff_t ldc);
 void st_gemm_pack_bt_avx2(const float *B, ptrdiff_t ldb, int nb, int kb, int nr, float *dst);
 void st_gemm_dot_avx2(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
                       const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
@@ -139,6 +148,8 @@ void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, pt
                         float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
                              float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr_win_avx512(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
+                            ptrdiff_t rsb, float *c, ptrdiff_t ldc);
 void st_gemm_dot_avx512(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,
                         const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc);
 #endif

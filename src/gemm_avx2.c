@@ -105,6 +105,21 @@ ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, 
     UKR_STORE_ALL();
 }
 
+/* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
+ST_TARGET_AVX2 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
+                          ptrdiff_t rsb, float *c, ptrdiff_t ldc)
+{
+    const float alpha = 1.0f, beta = 0.0f;
+    UKR_ZERO();
+    for (int r = 0; r < kh; r++, a += lda)
+        for (int k = 0; k < kw; k++) {
+#define A_AT(i) (a + (i) + k)
+            UKR_STEP();
+#undef A_AT
+        }
+    UKR_STORE_ALL();
+}
+
 #undef UKR_STEP
 #undef UKR_ROW
 #undef UKR_ZERO

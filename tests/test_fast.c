@@ -58,11 +58,16 @@ static void test_conv_fast_vs_ref(void)
         {4, 16, 14, 14, 32, 3, 1, 1}, {64, 16, 14, 14, 32, 3, 1, 1}, {6, 8, 6, 10, 16, 3, 1, 1},
         {5, 24, 4, 2, 8, 3, 1, 1},    {ST_CONV_WINOGRAD_MIN_BATCH, 8, 2, 2, 8, 3, 1, 1},
         {4, 8, 5, 9, 16, 3, 1, 1},    {7, 16, 1, 3, 8, 3, 1, 1},
+        /* one input channel, stride 1, without im2col (st_conv_direct; also the two 28x28 cases
+         * above): no padding, odd channel counts, more channels than a micro-kernel tile, a kernel
+         * larger than the image, 1x1, an even kernel; and stride 2, which is not */
+        {3, 1, 9, 7, 13, 3, 1, 0},    {2, 1, 5, 6, 40, 3, 1, 1},    {5, 1, 4, 3, 3, 5, 1, 2},
+        {2, 1, 1, 1, 4, 1, 1, 0},     {4, 1, 10, 12, 8, 2, 1, 0},   {3, 1, 9, 9, 6, 3, 2, 1},
     };
     st_rng r;
     st_rng_seed(&r, 42);
     int orientation[2] = {0, 0}; /* cases run by st_conv2d_forward_affine as W * col, col^T * W^T */
-    int wino_cases = 0;
+    int wino_cases = 0, direct_cases = 0;
     /* each case once as it runs by default, and once more by im2col where that is Winograd */
     for (size_t t = 0, off = 0; t < sizeof cases / sizeof *cases; t += off, off = !off) {
         const conv_case *c = &cases[t];
@@ -87,10 +92,11 @@ static void test_conv_fast_vs_ref(void)
         conv2d_backward_ref(dx1, dw1, db1, dy, x, w, c->N, c->C, c->H, c->W, c->OC, c->K, c->K,
                             c->S, c->P);
         st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, c->N, ws, nt, NULL);
-        int wino = st_conv_winograd(&s, c->N);
+        int wino = st_conv_winograd(&s, c->N), direct = st_conv_direct(&s);
         wino_cases += wino;
+        direct_cases += direct;
         printf("  conv N=%d C=%d %dx%d OC=%d k=%d s=%d p=%d%s\n", c->N, c->C, c->H, c->W, c->OC,
-               c->K, c->S, c->P, wino ? " (Winograd)" : "");
+               c->K, c->S, c->P, wino ? " (Winograd)" : direct ? " (direct)" : "");
         double kfw = (double)c->C * c->K * c->K, kdw = (double)c->N * OH * OW;
         double tol = 1e-5;
         CHECK(maxdiff("output", y1, y2, nout, kfw + 1) < tol);
@@ -142,10 +148,22 @@ static void test_conv_fast_vs_ref(void)
         free(dw1), free(dw2), free(db1), free(db2), free(ws);
     }
     st_conv_set_winograd(1);
-    printf("  evaluation form: %d cases as W * col, %d as col^T * W^T; %d by Winograd\n",
-           orientation[0], orientation[1], wino_cases);
+    printf("  evaluation form: %d cases as W * col, %d as col^T * W^T; %d by Winograd, %d by the "
+           "one-channel forward\n", orientation[0], orientation[1], wino_cases, direct_cases);
     CHECK(orientation[0] > 0 && orientation[1] > 0);
-    CHECK(wino_cases == 9);
+    CHECK(wino_cases == 9 && direct_cases == 7);
+}
+
+/* The convs again with each lower kernel level this CPU runs (the one-channel forward calls the
+ * level's micro-kernel directly, with its own tile size). */
+static void test_conv_lower_levels(void)
+{
+    for (int level = 0; level < st_cpu_max_level(); level++) {
+        st_cpu_force_level(level);
+        printf("  kernel level %s:\n", st_kernel_name());
+        test_conv_fast_vs_ref();
+    }
+    st_cpu_force_level(-1);
 }
 
 /* Winograd mixes a tile's inputs with each other: a NaN input must still reach exactly the
@@ -663,6 +681,7 @@ int main(void)
 {
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
+    RUN(test_conv_lower_levels);
     RUN(test_winograd_nan_inputs);
     RUN(test_winograd_weight_cache);
     RUN(test_maxpool_fast_vs_ref);
