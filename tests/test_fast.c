@@ -482,7 +482,8 @@ static void test_maxpool_fast_vs_ref(void)
     CHECK(m != NULL);
     if (!m)
         return;
-    const int sizes[][2] = {{28, 28}, {14, 14}, {6, 6}, {8, 8}, {9, 7}, {7, 9}, {5, 12}, {2, 2}};
+    const int sizes[][2] = {{28, 28}, {14, 14}, {6, 6}, {8, 8}, {9, 7}, {7, 9}, {5, 12}, {2, 2},
+                            {4, 16}, {5, 39}, {3, 34}};
     st_rng r;
     st_rng_seed(&r, 21);
     for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
