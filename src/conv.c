@@ -600,12 +600,40 @@ ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict 
         }
 }
 
+/* C[T][O] = A[T][I] * B[I][O] (row-major, rows I, O, O floats apart) straight through the GEMM
+ * micro-kernel, A and B read in place: the Winograd products are small (I = 16 to 64) and many, so
+ * the blocked GEMM's planning and edge packing cost a good share of their time. A tile's rows
+ * past T read whatever follows A (the caller keeps mr - 1 rows of readable memory there) and go
+ * to a scratch tile, so only C's own rows are written. Every element is the same FMA chain over
+ * k as in st_sgemm_st, which this falls back to where O is not a multiple of the tile's width. */
+static void small_gemm(int T, int O, int I, const float *A, const float *B, float *C)
+{
+    const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
+    int mr = kr->mr, nr = kr->nr;
+    if (O % nr) {
+        st_sgemm_st(0, 0, T, O, I, 1.0f, A, I, B, O, 0.0f, C, O);
+        return;
+    }
+    _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
+    for (int t = 0; t < T; t += mr)
+        for (int o = 0; o < O; o += nr) {
+            const float *a = A + (size_t)t * I;
+            if (t + mr <= T) {
+                kr->ukr_rows(I, a, I, B + o, O, C + (size_t)t * O + o, O, 1.0f, 0.0f);
+                continue;
+            }
+            kr->ukr_rows(I, a, I, B + o, O, tile, nr, 1.0f, 0.0f);
+            for (int i = 0; t + i < T; i++)
+                memcpy(C + (size_t)(t + i) * O + o, tile + (size_t)i * nr, sizeof(float) * nr);
+        }
+}
+
 /* The conv (or its input gradient) of images [0, n) by Winograd, a chunk at a time, into
  * yt[image * P + pixel][O]: src holds the images' I input planes (plane c of image j at
  * src + j * is + c * cs), U the transformed weights (I x O per xi). wino: this thread's
  * scratch (wino_floats). */
 static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, int O, int n,
-                      const float *U, const st_conv_shape *s, float *wino, int inner)
+                      const float *U, const st_conv_shape *s, float *wino)
 {
     wino_geom g = wino_geometry(s);
     int H = s->OH, W = s->OW; /* input and output planes have the same size */
@@ -619,9 +647,9 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
             wino_hwc(hwc, src + (size_t)(j0 + j) * is, cs, I, H, W, &g);
             wino_input(V, (size_t)T * I, j * g.T, hwc, I, &g);
         }
-        for (int xi = 0; xi < 16; xi++)
-            group_gemm(inner)(0, 0, T, O, I, 1.0f, V + (size_t)xi * T * I, I,
-                              U + (size_t)xi * I * O, O, 0.0f, M + (size_t)xi * T * O, O);
+        for (int xi = 0; xi < 16; xi++) /* (the rows after V's last product: M) */
+            small_gemm(T, O, I, V + (size_t)xi * T * I, U + (size_t)xi * I * O,
+                       M + (size_t)xi * T * O);
         for (int j = 0; j < cn; j++)
             wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, H, W, &g,
                         junk);
@@ -743,7 +771,7 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
     if (c->wino) {
         wino_conv(y, c->inp + (size_t)lo * c->in_size, c->in_size, (size_t)s->H * s->W, s->C,
-                  s->OC, gn, c->U, s, wino_scratch(c, col), inner);
+                  s->OC, gn, c->U, s, wino_scratch(c, col));
         write_group_t(c, lo, gn, y, gstats);
         return;
     }
@@ -810,7 +838,7 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
     if (!c->dinp)
         return;
     if (c->wino) { /* dX^T by Winograd into col, then transposed into the images' planes */
-        wino_conv(col, dy, (size_t)P, ldc, s->OC, s->C, gn, c->U, s, wino_scratch(c, col), inner);
+        wino_conv(col, dy, (size_t)P, ldc, s->OC, s->C, gn, c->U, s, wino_scratch(c, col));
         for (int j = 0; j < gn; j++)
             affine_transpose(c->dinp + (size_t)(lo + j) * c->in_size, col + (size_t)j * P * s->C,
                              P, s->C, NULL, NULL, 0, NULL);
