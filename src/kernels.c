@@ -417,7 +417,8 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int training)
     const st_layer *bn = training ? l->bn_before : NULL;
     if (bn)
         in = bn->stats_src->out;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) if (planes > 8)
+    /* a few microseconds of work (one image) is done before a second thread would start */
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) if (planes * H * W > 16384)
     for (int p = 0; p < planes; p++) {
         bn_chan q = {0};
         if (bn) {
