@@ -161,6 +161,9 @@ st_optim *st_optim_create(st_model *m, const st_optim_config *cfg, st_error *err
 void st_optim_free(st_optim *o);
 /* One update of every parameter from its accumulated gradient. */
 void st_optim_step(st_optim *o);
+/* st_optim_step then st_model_zero_grad, in one pass over the gradients (each is zeroed right
+ * after it is used, while it is still in cache): what a training loop does between batches. */
+void st_optim_step_zero_grad(st_optim *o);
 /* State for checkpoints: step count, first and second moments (Adam) or momentum buffer (SGD,
  * in *m1; *m2 is NULL). Each array has st_model_num_params floats. */
 const st_optim_config *st_optim_get_config(const st_optim *o);

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct st_optim {
     st_optim_config cfg;
@@ -70,7 +71,7 @@ void st_optim_free(st_optim *o)
     free(o);
 }
 
-void st_optim_step(st_optim *o)
+static void step(st_optim *o, int zero_grad)
 {
     st_model *m = o->model;
     o->steps++;
@@ -86,7 +87,19 @@ void st_optim_step(st_optim *o)
         else
             sgd_update_ref(m->params + lo, m->grads + lo, o->m1 + lo, len, o->cfg.lr,
                            o->cfg.momentum, o->steps);
+        if (zero_grad)
+            memset(m->grads + lo, 0, len * sizeof(float));
     }
+}
+
+void st_optim_step(st_optim *o)
+{
+    step(o, 0);
+}
+
+void st_optim_step_zero_grad(st_optim *o)
+{
+    step(o, 1);
 }
 
 const st_optim_config *st_optim_get_config(const st_optim *o) { return &o->cfg; }

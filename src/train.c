@@ -80,11 +80,11 @@ int st_train_epoch_resume(st_model *m, st_optim *o, const st_dataset *ds, int ba
     double t0 = now_seconds() - seconds, sum = cost_sum;
     res->batches = start_batch;
     int rc = 0;
+    st_model_zero_grad(m); /* then zeroed by each step as it uses them */
     for (int bi = start_batch; bi < nb; bi++) {
         int lo = bi * batch, n = ds->n - lo < batch ? ds->n - lo : batch;
         st_dataset_batch(ds, b.idx + lo, n, b.x, b.y);
         float loss;
-        st_model_zero_grad(m);
         if (st_model_forward(m, b.x, n, NULL, err) != 0 || st_model_loss(m, b.y, &loss, err) != 0) {
             rc = -1;
             break;
@@ -98,7 +98,7 @@ int st_train_epoch_resume(st_model *m, st_optim *o, const st_dataset *ds, int ba
             rc = -1;
             break;
         }
-        st_optim_step(o);
+        st_optim_step_zero_grad(o);
         sum += loss;
         res->batches = bi + 1;
         if (progress && progress(user, bi + 1, nb, sum / (bi + 1), now_seconds() - t0)) {

@@ -284,6 +284,46 @@ static void test_eval_after_param_writes(void)
     st_model_free(a), st_model_free(b);
 }
 
+/* st_optim_step_zero_grad is st_optim_step then st_model_zero_grad: the same parameters to the
+ * bit, and zero gradients after it (Adam and SGD with momentum, over chunk boundaries). */
+static void test_step_zero_grad(void)
+{
+    st_error err;
+    for (int adam = 0; adam < 2; adam++) {
+        st_model *a = st_model_create(ST_MODEL_MLP, 4, 6, &err), *b = st_model_create(ST_MODEL_MLP, 4, 6, &err);
+        CHECK(a && b);
+        if (!a || !b)
+            return;
+        st_optim_config cfg = adam ? st_adam_config(1e-3) : st_sgd_config(0.01, 0.9);
+        st_optim *oa = st_optim_create(a, &cfg, &err), *ob = st_optim_create(b, &cfg, &err);
+        st_rng r;
+        st_rng_seed(&r, 2);
+        float x[4 * 784];
+        uint8_t y[4] = {1, 7, 3, 9};
+        for (int i = 0; i < 4 * 784; i++)
+            x[i] = st_rng_uniform(&r);
+        size_t n = st_model_num_params(a), nonzero = 0;
+        for (int step = 0; step < 3; step++) {
+            float la, lb;
+            st_model_zero_grad(a);
+            CHECK(st_model_forward(a, x, 4, NULL, &err) == 0 && st_model_loss(a, y, &la, &err) == 0);
+            CHECK(st_model_forward(b, x, 4, NULL, &err) == 0 && st_model_loss(b, y, &lb, &err) == 0);
+            CHECK(st_model_backward(a, &err) == 0 && st_model_backward(b, &err) == 0);
+            st_optim_step(oa);
+            st_optim_step_zero_grad(ob);
+            const float *gb = st_model_grads(b);
+            for (size_t i = 0; i < n; i++)
+                nonzero += gb[i] != 0.0f;
+        }
+        CHECK(memcmp(st_model_params(a), st_model_params(b), n * sizeof(float)) == 0);
+        CHECK(nonzero == 0);
+        printf("    %s: %zu parameters equal to the bit after 3 steps, gradients zeroed\n",
+               adam ? "Adam" : "SGD", n);
+        st_optim_free(oa), st_optim_free(ob);
+        st_model_free(a), st_model_free(b);
+    }
+}
+
 /* One model with the reference kernels and one with the fast kernels: forward, loss, backward and
  * 3 Adam steps agree. */
 static void model_fast_vs_ref(st_model_kind kind)
@@ -691,6 +731,7 @@ int main(void)
     RUN(test_bn_stats_large_mean);
     RUN(test_models_fast_vs_ref);
     RUN(test_dropout_masks_match);
+    RUN(test_step_zero_grad);
     RUN(test_threads_bit_identical);
     return CHECK_DONE();
 }
