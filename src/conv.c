@@ -11,13 +11,17 @@
  *   backward: dy[OC, G*P] gathered from NCHW (or computed there from the following batch norm's
  *             output gradient, st_conv_bn_grad), dW_g = dy * col^T, db_g = row sums of dy,
  *             dcol = W^T * dy, dX = col2im(dcol).
- * 3x3 convs with stride 1 and padding 1 (channels multiples of 8, 4 or more images: the CNN's
- * conv2 and conv3) run their forward and input gradient by Winograd F(2x2, 3x3) instead (see
- * st_conv_winograd and the section below), a few images of the group at a time; their weight
- * gradient stays im2col + GEMM.
+ * 3x3 convs with stride 1 and padding 1 (channels multiples of 8, 4 or more images, or any number
+ * in evaluation with a weight cache: the CNN's conv2 and conv3) run their forward and input
+ * gradient by Winograd F(2x2, 3x3) instead (see st_conv_winograd and the section below), a few
+ * images of the group at a time, their 16 small products straight through the GEMM micro-kernel;
+ * their weight gradient stays im2col + GEMM. Convs with one input channel and stride 1 (conv1)
+ * run their forward without im2col, the micro-kernel reading the padded image in place.
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
  * added in group order, so the result is bit-identical whatever the number of threads. With fewer
- * groups than threads (batch 1, inference latency) the GEMMs themselves are threaded instead.
+ * groups than threads (batch 1, inference latency) the im2col path's GEMMs are threaded instead;
+ * the Winograd and one-channel paths then run on one thread (at batch 1 a second one cost more
+ * than it saved here: see BENCHMARKS.md).
  */
 #include "conv.h"
 
@@ -55,11 +59,10 @@ static int max_group(const st_conv_shape *s, int N)
     return (N + ng - 1) / ng;
 }
 
-/* Floats of the zero-padded copy of one image (stride-1 path; its rows are read in place). */
 static int direct_fits(const st_conv_shape *s);
 
-/* The zero-padded image im2col (stride 1) and the one-channel forward read; the latter reads a
- * little past its end (DIRECT_SLACK floats, zeros). */
+/* Floats of the zero-padded copy of one image (stride-1 path; its rows are read in place), and
+ * for the one-channel forward, which reads a little past its end, DIRECT_SLACK floats of zeros. */
 #define DIRECT_SLACK 64
 static size_t padded_floats(const st_conv_shape *s)
 {
@@ -647,7 +650,8 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
             wino_hwc(hwc, src + (size_t)(j0 + j) * is, cs, I, H, W, &g);
             wino_input(V, (size_t)T * I, j * g.T, hwc, I, &g);
         }
-        for (int xi = 0; xi < 16; xi++) /* (the rows after V's last product: M) */
+        /* (small_gemm reads up to mr - 1 rows past each product's V: the next one's, then M) */
+        for (int xi = 0; xi < 16; xi++)
             small_gemm(T, O, I, V + (size_t)xi * T * I, U + (size_t)xi * I * O,
                        M + (size_t)xi * T * O);
         for (int j = 0; j < cn; j++)
@@ -697,7 +701,7 @@ static void direct_forward(float *restrict yt, const float *img, int n, const fl
     int mr = kr->mr, nr = kr->nr, Wp = s->W + 2 * s->pad, OC = s->OC;
     int KK = s->KH * s->KW, M = s->OH * Wp;
     size_t P = (size_t)s->OH * s->OW;
-    float tile[8 * 32]; /* mr x nr, at most 8 x 32 (the AVX-512 kernel) */
+    _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     memset(xp + (size_t)(s->H + 2 * s->pad) * Wp, 0, sizeof(float) * DIRECT_SLACK);
     for (int j = 0; j < n; j++) {
         pad_image(xp, img + (size_t)j * s->H * s->W, s);
@@ -889,10 +893,11 @@ static void run_groups(const conv_call *c, int nthreads,
     }
 }
 
-/* A forward's Winograd weights. With a cache (st_conv_wcache_floats: a copy of the weights it
- * was made from, then their transform), Winograd also serves batches under the minimum, and the
- * transform is redone only when the weights differ from that copy (bytewise: a zeroed cache
- * holds the transform of zero weights, and a NaN compares equal to itself). */
+/* A forward's weights as its path reads them: the one-channel forward's panels, or Winograd's
+ * transform. With a cache (st_conv_wcache_floats: a copy of the weights it was made from, then
+ * their transform), Winograd also serves batches under the minimum, and the transform is redone
+ * only when the weights differ from that copy (bytewise: a zeroed cache holds the transform of
+ * zero weights, and a NaN compares equal to itself). */
 static void forward_weights(conv_call *c, const float *w, float *wcache)
 {
     const st_conv_shape *s = c->s;

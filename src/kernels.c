@@ -418,7 +418,8 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int training)
     if (bn)
         in = bn->stats_src->out;
     /* a few microseconds of work (one image) is done before a second thread would start */
-#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) if (planes * H * W > 16384)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) \
+    if ((long)planes * H * W > 16384)
     for (int p = 0; p < planes; p++) {
         bn_chan q = {0};
         if (bn) {
