@@ -663,13 +663,12 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
 /* ---------------------------------------------------------------- one input channel
  *
  * A conv with one input channel and stride 1 (the CNN's first layer) needs no im2col. On the
- * zero-padded image, Wp = OW + KW - 1 floats wide, output pixel p' = oh * Wp + ow of a plane
- * computed Wp wide (the last KW - 1 columns are thrown away) reads x[p' + kh * Wp + kw]: for each
- * kernel row kh, consecutive pixels read the same KW consecutive inputs shifted by one, i.e. rows
- * of an M x KW matrix one float apart, which the GEMM micro-kernel reads in place (its row-pointer
- * form with a row stride of 1). Each tile of mr pixels x nr channels is the sum over kh of those
- * products (the micro-kernel adding into its tile after the first row), written to yt[pixel][OC]
- * for the transposed epilogue. */
+ * zero-padded image, Wp = OW + KW - 1 floats wide, output pixel (oh, ow) reads
+ * x[(oh + kh) * Wp + ow + kw]: consecutive pixels of an output row read the same window shifted
+ * by one float, so a tile of mr pixels x nr channels is a product whose A rows are the padded
+ * image itself, one float apart; a window micro-kernel (ukr_win) reads them in place, summing
+ * over (kh, kw) in the order im2col + GEMM would. The tiles are written to yt[pixel][OC] for the
+ * transposed epilogue. */
 static int direct_fits(const st_conv_shape *s)
 {
     return s->C == 1 && s->stride == 1 && s->OH > 0 && s->OW > 0;
@@ -693,29 +692,36 @@ static void direct_weights(float *restrict panel, const float *restrict w, const
                     o0 + c < s->OC ? w[(size_t)(o0 + c) * KK + k] : 0.0f;
 }
 
-/* yt[j * P + pixel][OC] for the images [0, n) at img (one plane each, P = OH * OW). */
+/* yt[j * P + pixel][OC] for the images [0, n) at img (one plane each, P = OH * OW): each output
+ * row in tiles of mr pixels, written in place where whole (and OC a multiple of nr), the row's
+ * last, partial tile through a scratch tile (its extra pixels read the row's padding or the
+ * next row, and are dropped). */
 static void direct_forward(float *restrict yt, const float *img, int n, const float *panel,
                            const st_conv_shape *s, float *xp)
 {
     const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
-    int mr = kr->mr, nr = kr->nr, Wp = s->W + 2 * s->pad, OC = s->OC;
-    int KK = s->KH * s->KW, M = s->OH * Wp;
-    size_t P = (size_t)s->OH * s->OW;
+    int mr = kr->mr, nr = kr->nr, Wp = s->W + 2 * s->pad, OC = s->OC, OW = s->OW;
+    int KK = s->KH * s->KW, in_place = OC % nr == 0;
+    size_t P = (size_t)s->OH * OW;
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     memset(xp + (size_t)(s->H + 2 * s->pad) * Wp, 0, sizeof(float) * DIRECT_SLACK);
     for (int j = 0; j < n; j++) {
         pad_image(xp, img + (size_t)j * s->H * s->W, s);
-        for (int p0 = 0; p0 < M; p0 += mr)
-            for (int o0 = 0; o0 < OC; o0 += nr) {
-                kr->ukr_win(s->KH, s->KW, xp + p0, Wp, panel + (size_t)o0 * KK, nr, tile, nr);
-                int cols = OC - o0 < nr ? OC - o0 : nr;
-                for (int i = 0; i < mr && p0 + i < M; i++) {
-                    int oh = (p0 + i) / Wp, ow = (p0 + i) % Wp;
-                    if (ow < s->OW)
-                        memcpy(yt + ((size_t)j * P + (size_t)oh * s->OW + ow) * OC + o0,
-                               tile + (size_t)i * nr, sizeof(float) * (size_t)cols);
+        for (int oh = 0; oh < s->OH; oh++)
+            for (int ow = 0; ow < OW; ow += mr)
+                for (int o0 = 0; o0 < OC; o0 += nr) {
+                    const float *a = xp + (size_t)oh * Wp + ow, *b = panel + (size_t)o0 * KK;
+                    float *y = yt + ((size_t)j * P + (size_t)oh * OW + ow) * OC + o0;
+                    if (in_place && ow + mr <= OW) {
+                        kr->ukr_win(s->KH, s->KW, a, Wp, b, nr, y, OC);
+                        continue;
+                    }
+                    kr->ukr_win(s->KH, s->KW, a, Wp, b, nr, tile, nr);
+                    int cols = OC - o0 < nr ? OC - o0 : nr;
+                    for (int i = 0; i < mr && ow + i < OW; i++)
+                        memcpy(y + (size_t)i * OC, tile + (size_t)i * nr,
+                               sizeof(float) * (size_t)cols);
                 }
-            }
     }
 }
 
