@@ -741,10 +741,11 @@ typedef struct conv_call {
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
 
-/* The forward GEMM transposed, y^T[gn*P, OC] = col^T * W^T; each row of y^T gets the channels'
- * affine map (and ReLU), then y^T is transposed into the images' NCHW planes. Each output is the
- * same chain of FMAs over k as in W * col, so the GEMM's result is the same to the bit; only the
- * tiling changes (see st_conv2d_forward_affine). */
+/* A group's y^T[gn*P, OC] into the images' NCHW planes, each row with the channels' affine map
+ * (and ReLU, and sums). y^T comes from Winograd, the one-channel kernel, or the forward GEMM
+ * transposed, col^T * W^T: each output there is the same chain of FMAs over k as in W * col, so
+ * the GEMM's result is the same to the bit; only the tiling changes (see
+ * st_conv2d_forward_affine). */
 static void write_group_t(const conv_call *c, int lo, int gn, const float *yt, double *gstats)
 {
     int P = c->P, OC = c->s->OC;
@@ -755,12 +756,28 @@ static void write_group_t(const conv_call *c, int lo, int gn, const float *yt, d
                          c->scale, c->b, c->relu, gstats);
 }
 
-static void forward_group_t(const conv_call *c, int lo, int gn, const float *col, float *yt,
+/* The untransposed forward of a group from its col: y[OC, gn*P] = W * col, each row scattered
+ * into its image's plane with the channel's affine map (and ReLU, and sums). */
+static void forward_group_w(const conv_call *c, int lo, int gn, const float *col, float *y,
                             int inner, double *gstats)
 {
-    int n = gn * c->P;
-    group_gemm(inner)(1, 1, n, c->s->OC, c->CKK, 1.0f, col, n, c->w, c->CKK, 0.0f, yt, c->s->OC);
-    write_group_t(c, lo, gn, yt, gstats);
+    const st_conv_shape *s = c->s;
+    int P = c->P, CKK = c->CKK;
+    size_t ldc = (size_t)gn * P;
+    group_gemm(inner)(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y,
+                      (int)ldc);
+    for (int oc = 0; oc < s->OC; oc++) {
+        double acc1[8] = {0}, acc2[8] = {0};
+        float bias = c->b ? c->b[oc] : 0.0f, scale = c->scale ? c->scale[oc] : 1.0f;
+        for (int j = 0; j < gn; j++)
+            scatter_row(c->out + (size_t)(lo + j) * c->out_size + (size_t)oc * P,
+                        y + (size_t)oc * ldc + (size_t)j * P, scale, bias, P,
+                        gstats ? acc1 : NULL, acc2, c->relu);
+        if (gstats) {
+            gstats[2 * oc] = st_sum8(acc1);
+            gstats[2 * oc + 1] = st_sum8(acc2);
+        }
+    }
 }
 
 /* This thread's Winograd scratch, after its col, y and padded image. */
@@ -779,37 +796,24 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     size_t ldc = (size_t)gn * P;
     float *y = col + (size_t)CKK * c->G * P, *xp = y + (size_t)s->OC * c->G * P;
     double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
+    const float *img = c->inp + (size_t)lo * c->in_size;
+    /* y^T[gn*P, OC] by Winograd, the one-channel kernel, or col^T * W^T; or y = W * col */
     if (c->wino) {
-        wino_conv(y, c->inp + (size_t)lo * c->in_size, c->in_size, (size_t)s->H * s->W, s->C,
-                  s->OC, gn, c->U, s, wino_scratch(c, col));
-        write_group_t(c, lo, gn, y, gstats);
-        return;
-    }
-    if (c->panel) {
-        direct_forward(y, c->inp + (size_t)lo * c->in_size, gn, c->panel, s, xp);
-        write_group_t(c, lo, gn, y, gstats);
-        return;
-    }
-    for (int j = 0; j < gn; j++)
-        im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
-    if (c->transposed) {
-        forward_group_t(c, lo, gn, col, y, inner, gstats);
-        return;
-    }
-    group_gemm(inner)(0, 0, s->OC, (int)ldc, CKK, 1.0f, c->w, CKK, col, (int)ldc, 0.0f, y,
-                      (int)ldc);
-    for (int oc = 0; oc < s->OC; oc++) {
-        double acc1[8] = {0}, acc2[8] = {0};
-        float bias = c->b ? c->b[oc] : 0.0f, scale = c->scale ? c->scale[oc] : 1.0f;
+        wino_conv(y, img, c->in_size, (size_t)s->H * s->W, s->C, s->OC, gn, c->U, s,
+                  wino_scratch(c, col));
+    } else if (c->panel) {
+        direct_forward(y, img, gn, c->panel, s, xp);
+    } else {
         for (int j = 0; j < gn; j++)
-            scatter_row(c->out + (size_t)(lo + j) * c->out_size + (size_t)oc * P,
-                        y + (size_t)oc * ldc + (size_t)j * P, scale, bias, P,
-                        gstats ? acc1 : NULL, acc2, c->relu);
-        if (gstats) {
-            gstats[2 * oc] = st_sum8(acc1);
-            gstats[2 * oc + 1] = st_sum8(acc2);
+            im2col(col + (size_t)j * P, ldc, img + (size_t)j * c->in_size, s, xp);
+        if (!c->transposed) {
+            forward_group_w(c, lo, gn, col, y, inner, gstats);
+            return;
         }
+        group_gemm(inner)(1, 1, (int)ldc, s->OC, CKK, 1.0f, col, (int)ldc, c->w, CKK, 0.0f, y,
+                          s->OC);
     }
+    write_group_t(c, lo, gn, y, gstats);
 }
 
 /* Backward of group g: its weight-gradient partial, and its images' input gradients. */
@@ -913,10 +917,8 @@ static void forward_weights(conv_call *c, const float *w, float *wcache)
         c->panel = panel;
         return;
     }
-    if (wcache && winograd_on && wino_fits(s) && !c->wino) {
-        c->wino = 1;
-        c->U = c->partial + partial_floats(s);
-    }
+    if (wcache && winograd_on && wino_fits(s))
+        c->wino = 1; /* (at any batch size) */
     if (!c->wino)
         return;
     if (!wcache) {

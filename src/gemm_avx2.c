@@ -106,8 +106,8 @@ ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, 
 }
 
 /* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
-ST_TARGET_AVX2 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
-                          ptrdiff_t rsb, float *c, ptrdiff_t ldc)
+ST_TARGET_AVX2 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff_t lda,
+                                         const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc)
 {
     const float alpha = 1.0f, beta = 0.0f;
     UKR_ZERO();

@@ -111,8 +111,9 @@ ST_TARGET_AVX512 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t 
 }
 
 /* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
-ST_TARGET_AVX512 void st_gemm_ukr_win_avx512(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
-                              ptrdiff_t rsb, float *c, ptrdiff_t ldc)
+ST_TARGET_AVX512 void st_gemm_ukr_win_avx512(int kh, int kw, const float *a, ptrdiff_t lda,
+                                             const float *b, ptrdiff_t rsb, float *c,
+                                             ptrdiff_t ldc)
 {
     const float alpha = 1.0f, beta = 0.0f;
     UKR_ZERO();

@@ -60,8 +60,10 @@ int st_kernels_init(st_model *m, st_error *err)
     }
     for (int i = 0; i < m->nlayers; i++) {
         st_layer *l = &m->layers[i];
+        if (l->kind != ST_L_CONV)
+            continue;
         st_conv_shape s = conv_shape(l);
-        size_t n = l->kind == ST_L_CONV ? st_conv_wcache_floats(&s) : 0;
+        size_t n = st_conv_wcache_floats(&s);
         if (!n)
             continue;
         l->wcache = calloc(n, sizeof(float));
@@ -310,6 +312,19 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
 
 typedef int32_t v4i __attribute__((vector_size(16)));
 
+/* Lanes where the next candidate n replaces the maximum so far p: n is greater, or a NaN after a
+ * number (the first maximum wins, and the first NaN). */
+static inline v4i pool_wins(v4f p, v4f n)
+{
+    return ((n > p) | (n != n)) & (p == p);
+}
+
+/* a where t, else b, lane by lane (t: all ones or all zeros). */
+static inline v4i pool_pick(v4i t, v4i a, v4i b)
+{
+    return (t & a) | (~t & b);
+}
+
 /* Four outputs of a 2x2 max pool: the maxima of the pairs (r0[2i], r0[2i+1]) and (r1[2i],
  * r1[2i+1]), i < 4, and (am != NULL) their positions, base + {0, 1, W, W + 1}; the first maximum
  * wins (PyTorch's rule) and a NaN wins over everything after it. With q (see maxpool2x2_plane),
@@ -336,15 +351,14 @@ static inline void maxpool2x2_4(float *y, int32_t *am, float *xm, const float *r
     v4f m[2];
     v4i k[2], x[2];
     for (int r = 0; r < 2; r++) {
-        v4f p = v[2 * r], n = v[2 * r + 1];
-        v4i t = ((n > p) | (n != n)) & (p == p); /* n wins over p: greater, or a NaN after one */
-        m[r] = (v4f)((t & (v4i)n) | (~t & (v4i)p));
+        v4i t = pool_wins(v[2 * r], v[2 * r + 1]);
+        m[r] = (v4f)pool_pick(t, (v4i)v[2 * r + 1], (v4i)v[2 * r]);
         k[r] = base + r * W + (t & 1);
-        x[r] = (t & (v4i)xc[2 * r + 1]) | (~t & (v4i)xc[2 * r]);
+        x[r] = pool_pick(t, (v4i)xc[2 * r + 1], (v4i)xc[2 * r]);
     }
-    v4i t = ((m[1] > m[0]) | (m[1] != m[1])) & (m[0] == m[0]);
-    v4f mm = (v4f)((t & (v4i)m[1]) | (~t & (v4i)m[0]));
-    v4i kk = (t & k[1]) | (~t & k[0]), xx = (t & x[1]) | (~t & x[0]);
+    v4i t = pool_wins(m[0], m[1]);
+    v4f mm = (v4f)pool_pick(t, (v4i)m[1], (v4i)m[0]);
+    v4i kk = pool_pick(t, k[1], k[0]), xx = pool_pick(t, x[1], x[0]);
     memcpy(y, &mm, sizeof mm);
     if (am)
         memcpy(am, &kk, sizeof kk);

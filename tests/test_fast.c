@@ -247,7 +247,8 @@ static void test_eval_after_param_writes(void)
 {
     st_error err;
     int N = 5;
-    st_model *a = st_model_create(ST_MODEL_CNN, N, 4, &err), *b = st_model_create(ST_MODEL_CNN, N, 4, &err);
+    st_model *a = st_model_create(ST_MODEL_CNN, N, 4, &err);
+    st_model *b = st_model_create(ST_MODEL_CNN, N, 4, &err);
     CHECK(a && b);
     if (!a || !b)
         return;
@@ -290,7 +291,8 @@ static void test_step_zero_grad(void)
 {
     st_error err;
     for (int adam = 0; adam < 2; adam++) {
-        st_model *a = st_model_create(ST_MODEL_MLP, 4, 6, &err), *b = st_model_create(ST_MODEL_MLP, 4, 6, &err);
+        st_model *a = st_model_create(ST_MODEL_MLP, 4, 6, &err);
+        st_model *b = st_model_create(ST_MODEL_MLP, 4, 6, &err);
         CHECK(a && b);
         if (!a || !b)
             return;
@@ -306,8 +308,10 @@ static void test_step_zero_grad(void)
         for (int step = 0; step < 3; step++) {
             float la, lb;
             st_model_zero_grad(a);
-            CHECK(st_model_forward(a, x, 4, NULL, &err) == 0 && st_model_loss(a, y, &la, &err) == 0);
-            CHECK(st_model_forward(b, x, 4, NULL, &err) == 0 && st_model_loss(b, y, &lb, &err) == 0);
+            CHECK(st_model_forward(a, x, 4, NULL, &err) == 0);
+            CHECK(st_model_loss(a, y, &la, &err) == 0);
+            CHECK(st_model_forward(b, x, 4, NULL, &err) == 0);
+            CHECK(st_model_loss(b, y, &lb, &err) == 0);
             CHECK(st_model_backward(a, &err) == 0 && st_model_backward(b, &err) == 0);
             st_optim_step(oa);
             st_optim_step_zero_grad(ob);
