@@ -74,6 +74,7 @@ static size_t padded_floats(const st_conv_shape *s)
 
 static size_t wino_floats(const st_conv_shape *s);
 static int wino_fits(const st_conv_shape *s);
+static const float *cached_wino_weights(const float *w, const st_conv_shape *s, float *wcache);
 
 /* One thread's share: col [CKK][G*P], y or dy [OC][G*P], the padded image; a multiple of 16
  * floats, so that what follows stays 64-byte aligned relative to ws. */
@@ -336,14 +337,15 @@ static inline void transpose4(v4f o[4], const v4f r[4])
     o[2] = ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), o[3] = ST_SHUFFLE4(t1, t3, 2, 3, 6, 7);
 }
 
-/* dst[oc][p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale or shift
+/* dst[oc * ldd + p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale or shift
  * NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a transpose
  * in one pass, in 4 x 4 blocks (transpose4). With stats (only without relu), also adds the sum and
  * the sum of squares of each channel's values written to stats[2 oc], stats[2 oc + 1], in double:
  * one lane per pixel p mod 4. */
-ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *restrict src, int P,
-                                           int OC, const float *scale, const float *shift,
-                                           int relu, double *restrict stats)
+ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
+                                           const float *restrict src, int P, int OC,
+                                           const float *scale, const float *shift, int relu,
+                                           double *restrict stats)
 {
     int p4 = P & ~3, oc4 = OC & ~3;
     for (int o = 0; o < oc4; o += 4) {
@@ -369,7 +371,7 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *res
             v4f c[4];
             transpose4(c, r);
             for (int i = 0; i < 4; i++)
-                memcpy(dst + (size_t)(o + i) * P + p, &c[i], sizeof c[i]);
+                memcpy(dst + (size_t)(o + i) * ldd + p, &c[i], sizeof c[i]);
         }
         if (stats) {
             v4d t1 = (s1[0] + s1[1]) + (s1[2] + s1[3]), t2 = (s2[0] + s2[1]) + (s2[2] + s2[3]);
@@ -385,7 +387,7 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, const float *res
         for (int p = oc < oc4 ? p4 : 0; p < P; p++) {
             float v = src[(size_t)p * OC + oc] * kk + bb;
             v = relu ? st_relu(v) : v;
-            dst[(size_t)oc * P + p] = v;
+            dst[(size_t)oc * ldd + p] = v;
             a1 += v;
             a2 += (double)v * v;
         }
@@ -514,14 +516,19 @@ ST_VEC_CLONES static void wino_weights(float *restrict U, const float *restrict 
 }
 
 /* hwc = the image's C planes (plane c at src + c * cs, H x W; C a multiple of 8) channels-last,
- * with a border of zeros (Hp x Wp = H + 2 x W + 2 pixels); 4 x 4 blocks at a time. */
+ * with a border of zeros (Hp x Wp = H + 2 x W + 2 pixels); 4 x 4 blocks at a time. Only hwc's
+ * rows [r0, r1) are written (0, Hp: all of them). */
 ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict src, size_t cs,
-                                   int C, int H, int W, const wino_geom *g)
+                                   int C, int H, int W, const wino_geom *g, int r0, int r1)
 {
     size_t rs = (size_t)g->Wp * C;
-    memset(hwc, 0, sizeof(float) * rs);
-    memset(hwc + (size_t)(H + 1) * rs, 0, sizeof(float) * rs * (size_t)(g->Hp - H - 1));
-    for (int h = 0; h < H; h++) {
+    if (r0 == 0)
+        memset(hwc, 0, sizeof(float) * rs);
+    int z = r0 > H + 1 ? r0 : H + 1; /* the zero rows after the image */
+    if (r1 > z)
+        memset(hwc + (size_t)z * rs, 0, sizeof(float) * rs * (size_t)(r1 - z));
+    int h0 = r0 > 1 ? r0 - 1 : 0, h1 = r1 - 1 < H ? r1 - 1 : H;
+    for (int h = h0; h < h1; h++) {
         float *row = hwc + (size_t)(h + 1) * rs;
         memset(row, 0, sizeof(float) * (size_t)C);
         memset(row + (size_t)(W + 1) * C, 0, sizeof(float) * (size_t)C * (size_t)(g->Wp - W - 1));
@@ -543,13 +550,14 @@ ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict sr
     }
 }
 
-/* V[xi][t0 + tile][c] = (B^T d B)[xi] for each tile of one image (d: its 4x4 input block),
- * ldv = floats per xi; 8 channels at a time (C is a multiple of 8). */
+/* V[xi][t0 + tile][c] = (B^T d B)[xi] for the tiles of one image in tile rows [ty0, ty1) (d: a
+ * tile's 4x4 input block), ldv = floats per xi; 8 channels at a time (C is a multiple of 8). */
 ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
-                                     const float *restrict hwc, int C, const wino_geom *g)
+                                     const float *restrict hwc, int C, const wino_geom *g,
+                                     int ty0, int ty1)
 {
     size_t rs = (size_t)g->Wp * C; /* one row of hwc */
-    for (int ty = 0; ty < g->TH; ty++)
+    for (int ty = ty0; ty < ty1; ty++)
         for (int tx = 0; tx < g->TW; tx++) {
             const float *p = hwc + (size_t)(2 * ty) * rs + (size_t)(2 * tx) * C;
             float *v = V + (size_t)(t0 + ty * g->TW + tx) * C;
@@ -572,12 +580,13 @@ ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
 }
 
 /* yt[pixel][o] (one image, OH x OW pixels, O channels, a multiple of 8) = A^T M A for each of
- * its tiles, from M[xi][t0 + tile][o] (ldm floats per xi); outputs past the edge go to junk. */
+ * its tiles in tile rows [ty0, ty1), from M[xi][t0 + tile][o] (ldm floats per xi); outputs past
+ * the edge go to junk. */
 ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict M, size_t ldm,
                                       int t0, int O, int OH, int OW, const wino_geom *g,
-                                      float *restrict junk)
+                                      float *restrict junk, int ty0, int ty1)
 {
-    for (int ty = 0; ty < g->TH; ty++)
+    for (int ty = ty0; ty < ty1; ty++)
         for (int tx = 0; tx < g->TW; tx++) {
             const float *m = M + (size_t)(t0 + ty * g->TW + tx) * O;
             int y0 = 2 * ty, x0 = 2 * tx;
@@ -647,8 +656,8 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
     for (int j0 = 0; j0 < n; j0 += g.chunk) {
         int cn = n - j0 < g.chunk ? n - j0 : g.chunk, T = cn * g.T;
         for (int j = 0; j < cn; j++) {
-            wino_hwc(hwc, src + (size_t)(j0 + j) * is, cs, I, H, W, &g);
-            wino_input(V, (size_t)T * I, j * g.T, hwc, I, &g);
+            wino_hwc(hwc, src + (size_t)(j0 + j) * is, cs, I, H, W, &g, 0, g.Hp);
+            wino_input(V, (size_t)T * I, j * g.T, hwc, I, &g, 0, g.TH);
         }
         /* (small_gemm reads up to mr - 1 rows past each product's V: the next one's, then M) */
         for (int xi = 0; xi < 16; xi++)
@@ -656,7 +665,7 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
                        M + (size_t)xi * T * O);
         for (int j = 0; j < cn; j++)
             wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, H, W, &g,
-                        junk);
+                        junk, 0, g.TH);
     }
 }
 
@@ -692,36 +701,49 @@ static void direct_weights(float *restrict panel, const float *restrict w, const
                     o0 + c < s->OC ? w[(size_t)(o0 + c) * KK + k] : 0.0f;
 }
 
-/* yt[j * P + pixel][OC] for the images [0, n) at img (one plane each, P = OH * OW): each output
- * row in tiles of mr pixels, written in place where whole (and OC a multiple of nr), the row's
- * last, partial tile through a scratch tile (its extra pixels read the row's padding or the
- * next row, and are dropped). */
-static void direct_forward(float *restrict yt, const float *img, int n, const float *panel,
-                           const st_conv_shape *s, float *xp)
+/* yt[oh * OW + ow][OC] for the output rows [oh0, oh1) of the image padded in xp (followed by
+ * DIRECT_SLACK floats of zeros): each output row in tiles of mr pixels, written in place where
+ * whole (and OC a multiple of nr), the row's last, partial tile through a scratch tile (its extra
+ * pixels read the row's padding or the next row, and are dropped). */
+static void direct_rows(float *restrict yt, const float *xp, const float *panel,
+                        const st_conv_shape *s, int oh0, int oh1)
 {
     const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
     int mr = kr->mr, nr = kr->nr, Wp = s->W + 2 * s->pad, OC = s->OC, OW = s->OW;
     int KK = s->KH * s->KW, in_place = OC % nr == 0;
-    size_t P = (size_t)s->OH * OW;
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
-    memset(xp + (size_t)(s->H + 2 * s->pad) * Wp, 0, sizeof(float) * DIRECT_SLACK);
-    for (int j = 0; j < n; j++) {
-        pad_image(xp, img + (size_t)j * s->H * s->W, s);
-        for (int oh = 0; oh < s->OH; oh++)
-            for (int ow = 0; ow < OW; ow += mr)
-                for (int o0 = 0; o0 < OC; o0 += nr) {
-                    const float *a = xp + (size_t)oh * Wp + ow, *b = panel + (size_t)o0 * KK;
-                    float *y = yt + ((size_t)j * P + (size_t)oh * OW + ow) * OC + o0;
-                    if (in_place && ow + mr <= OW) {
-                        kr->ukr_win(s->KH, s->KW, a, Wp, b, nr, y, OC);
-                        continue;
-                    }
-                    kr->ukr_win(s->KH, s->KW, a, Wp, b, nr, tile, nr);
-                    int cols = OC - o0 < nr ? OC - o0 : nr;
-                    for (int i = 0; i < mr && ow + i < OW; i++)
-                        memcpy(y + (size_t)i * OC, tile + (size_t)i * nr,
-                               sizeof(float) * (size_t)cols);
+    for (int oh = oh0; oh < oh1; oh++)
+        for (int ow = 0; ow < OW; ow += mr)
+            for (int o0 = 0; o0 < OC; o0 += nr) {
+                const float *a = xp + (size_t)oh * Wp + ow, *b = panel + (size_t)o0 * KK;
+                float *y = yt + ((size_t)oh * OW + ow) * OC + o0;
+                if (in_place && ow + mr <= OW) {
+                    kr->ukr_win(s->KH, s->KW, a, Wp, b, nr, y, OC);
+                    continue;
                 }
+                kr->ukr_win(s->KH, s->KW, a, Wp, b, nr, tile, nr);
+                int cols = OC - o0 < nr ? OC - o0 : nr;
+                for (int i = 0; i < mr && ow + i < OW; i++)
+                    memcpy(y + (size_t)i * OC, tile + (size_t)i * nr, sizeof(float) * (size_t)cols);
+            }
+}
+
+/* The padded copy of one image for direct_rows, with its slack of zeros. */
+static void direct_pad(float *xp, const float *img, const st_conv_shape *s)
+{
+    memset(xp + (size_t)(s->H + 2 * s->pad) * (s->W + 2 * s->pad), 0,
+           sizeof(float) * DIRECT_SLACK);
+    pad_image(xp, img, s);
+}
+
+/* yt[j * P + pixel][OC] for the images [0, n) at img (one plane each, P = OH * OW). */
+static void direct_forward(float *restrict yt, const float *img, int n, const float *panel,
+                           const st_conv_shape *s, float *xp)
+{
+    size_t P = (size_t)s->OH * s->OW;
+    for (int j = 0; j < n; j++) {
+        direct_pad(xp, img + (size_t)j * s->H * s->W, s);
+        direct_rows(yt + (size_t)j * P * s->OC, xp, panel, s, 0, s->OH);
     }
 }
 
@@ -752,8 +774,8 @@ static void write_group_t(const conv_call *c, int lo, int gn, const float *yt, d
     if (gstats)
         memset(gstats, 0, sizeof(double) * 2 * (size_t)OC);
     for (int j = 0; j < gn; j++)
-        affine_transpose(c->out + (size_t)(lo + j) * c->out_size, yt + (size_t)j * P * OC, P, OC,
-                         c->scale, c->b, c->relu, gstats);
+        affine_transpose(c->out + (size_t)(lo + j) * c->out_size, (size_t)P,
+                         yt + (size_t)j * P * OC, P, OC, c->scale, c->b, c->relu, gstats);
 }
 
 /* The untransposed forward of a group from its col: y[OC, gn*P] = W * col, each row scattered
@@ -854,8 +876,8 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
     if (c->wino) { /* dX^T by Winograd into col, then transposed into the images' planes */
         wino_conv(col, dy, (size_t)P, ldc, s->OC, s->C, gn, c->U, s, wino_scratch(c, col));
         for (int j = 0; j < gn; j++)
-            affine_transpose(c->dinp + (size_t)(lo + j) * c->in_size, col + (size_t)j * P * s->C,
-                             P, s->C, NULL, NULL, 0, NULL);
+            affine_transpose(c->dinp + (size_t)(lo + j) * c->in_size, (size_t)P,
+                             col + (size_t)j * P * s->C, P, s->C, NULL, NULL, 0, NULL);
         return;
     }
     /* dcol[CKK, gn*P] = W^T * dy, reusing col */
@@ -925,12 +947,7 @@ static void forward_weights(conv_call *c, const float *w, float *wcache)
         wino_weights(c->U, w, s->C, s->OC, 0);
         return;
     }
-    size_t nw = (size_t)s->OC * s->C * 9;
-    c->U = wcache + nw;
-    if (memcmp(wcache, w, nw * sizeof(float)) != 0) {
-        wino_weights(c->U, w, s->C, s->OC, 0);
-        memcpy(wcache, w, nw * sizeof(float));
-    }
+    c->U = (float *)cached_wino_weights(w, s, wcache);
 }
 
 void st_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
@@ -1005,4 +1022,112 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
         for (int g = 0; g < ng; g++)
             for (int oc = 0; oc < s->OC; oc++)
                 db[oc] += partial[(size_t)g * part_size + wsize + oc];
+}
+
+/* ---------------------------------------------------------------- a team on one image
+ *
+ * Evaluation of one image by a team (team.h), in phases of items. One input channel: one phase,
+ * an item per 4 output rows (the member pads the image and builds the weight panels in its own
+ * scratch before its first one), each written (affine map, ReLU, transpose) into the planes.
+ * Winograd: the input transform, an item per tile row (its rows of the channels-last copy in the
+ * member's scratch, its tiles into the shared V, member 0's scratch); the 16 products, two per
+ * item; the output transform and the write, an item per tile row. The same functions as the
+ * single-threaded path compute every value, so the result is the same to the bit. */
+
+/* Winograd for a team: room in V after the image's products for the rows small_gemm reads past
+ * them (else they would be M's, which other members may be writing). */
+static int member_wino(const st_conv_shape *s)
+{
+    if (!winograd_on || !wino_fits(s))
+        return 0;
+    wino_geom g = wino_geometry(s);
+    size_t vm = 16 * (size_t)g.chunk * g.T * g.maxch;
+    return 16 * (size_t)g.T * s->C + (size_t)(ST_GEMM_MR_MAX - 1) * s->C <= vm;
+}
+
+int st_conv_member_fits(const st_conv_shape *s, int cached)
+{
+    if (direct_fits(s)) { /* the panels fit where this member's col would be */
+        int nr = st_gemm_kernel_for_level(st_cpu_level())->nr;
+        return (long)s->OH * s->OW >= (long)(s->OC + nr - 1) / nr * nr;
+    }
+    return cached && member_wino(s);
+}
+
+/* Winograd's transform of w in wcache (st_conv_wcache_floats), redone only when w differs from
+ * the copy it was made from; returns the transform. */
+static const float *cached_wino_weights(const float *w, const st_conv_shape *s, float *wcache)
+{
+    size_t nw = (size_t)s->OC * s->C * 9;
+    if (memcmp(wcache, w, nw * sizeof(float)) != 0) {
+        wino_weights(wcache + nw, w, s->C, s->OC, 0);
+        memcpy(wcache, w, nw * sizeof(float));
+    }
+    return wcache + nw;
+}
+
+void st_conv_member_weights(const float *w, const st_conv_shape *s, float *wcache)
+{
+    if (!direct_fits(s) && wcache && member_wino(s))
+        cached_wino_weights(w, s, wcache);
+}
+
+void st_conv_forward_member(float *out, const float *inp, const float *w, const float *scale,
+                            const float *shift, const st_conv_shape *s, float *ws, int nthreads,
+                            int relu, const float *wcache, st_member *me)
+{
+    conv_call c = conv_call_init(s, 1, ws, nthreads);
+    int P = c.P, OC = s->OC, OW = s->OW, lo, hi, it;
+    float *mine = ws + (size_t)me->id * c.per_thread;     /* this member's scratch */
+    float *yt = ws + (size_t)c.CKK * c.G * P;             /* y^T, in member 0's scratch */
+    if (direct_fits(s)) {
+        float *panel = mine, *xp = mine + (size_t)c.CKK * c.G * P + (size_t)OC * c.G * P;
+        int n = st_team_items(me->size), ready = 0;
+        n = n < s->OH ? n : s->OH;
+        while (st_team_item(me, n, &it)) {
+            if (!ready) {
+                direct_weights(panel, w, s, st_gemm_kernel_for_level(st_cpu_level())->nr);
+                direct_pad(xp, inp, s);
+                ready = 1;
+            }
+            st_team_part(s->OH, n, it, &lo, &hi);
+            direct_rows(yt, xp, panel, s, lo, hi);
+            affine_transpose(out + (size_t)lo * OW, (size_t)P, yt + (size_t)lo * OW * OC,
+                             (hi - lo) * OW, OC, scale, shift, relu, NULL);
+            st_team_item_done(me);
+        }
+        st_team_phase_end(me, n);
+        return;
+    }
+    wino_geom g = wino_geometry(s);
+    size_t vm = 16 * (size_t)g.chunk * g.T * g.maxch;
+    float *hwc = wino_scratch(&c, mine), *junk = hwc + (size_t)g.Hp * g.Wp * g.maxch + 2 * vm;
+    float *V = wino_scratch(&c, ws) + (size_t)g.Hp * g.Wp * g.maxch, *M = V + vm;
+    const float *U = wcache + (size_t)OC * s->C * 9;
+    int I = s->C, T = g.T, n = st_team_items(me->size), nx = n < 16 ? n : 16;
+    n = n < g.TH ? n : g.TH;
+    while (st_team_item(me, n, &it)) { /* tile rows [lo, hi): input rows [2 lo, 2 hi + 2) */
+        st_team_part(g.TH, n, it, &lo, &hi);
+        wino_hwc(hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * lo, 2 * hi + 2);
+        wino_input(V, (size_t)T * I, 0, hwc, I, &g, lo, hi);
+        st_team_item_done(me);
+    }
+    st_team_phase_end(me, n);
+    while (st_team_item(me, nx, &it)) {
+        st_team_part(16, nx, it, &lo, &hi);
+        for (int xi = lo; xi < hi; xi++)
+            small_gemm(T, OC, I, V + (size_t)xi * T * I, U + (size_t)xi * I * OC,
+                       M + (size_t)xi * T * OC);
+        st_team_item_done(me);
+    }
+    st_team_phase_end(me, nx);
+    while (st_team_item(me, n, &it)) {
+        st_team_part(g.TH, n, it, &lo, &hi);
+        wino_output(yt, M, (size_t)T * OC, 0, OC, s->OH, OW, &g, junk, lo, hi);
+        int r0 = 2 * lo, r1 = 2 * hi < s->OH ? 2 * hi : s->OH;
+        affine_transpose(out + (size_t)r0 * OW, (size_t)P, yt + (size_t)r0 * OW * OC,
+                         (r1 - r0) * OW, OC, scale, shift, relu, NULL);
+        st_team_item_done(me);
+    }
+    st_team_phase_end(me, n);
 }

@@ -3,6 +3,7 @@
 #define STRIDE_CONV_H
 
 #include "internal.h"
+#include "team.h"
 
 #define ST_CONV_GROUPS 32 /* the batch is cut into at most this many groups of images */
 
@@ -69,6 +70,18 @@ typedef struct st_conv_bn_grad {
     const float *xmax;
     int pool_hw;
 } st_conv_bn_grad;
+
+/* Evaluation of one image by a team of threads (team.h; see conv.c). Whether this shape has a
+ * team path: one input channel and stride 1, or Winograd with a weight cache (cached). */
+int st_conv_member_fits(const st_conv_shape *s, int cached);
+/* On one thread, before the team starts: brings wcache up to date with w (Winograd). */
+void st_conv_member_weights(const float *w, const st_conv_shape *s, float *wcache);
+/* Member me's part of st_conv2d_forward_affine(out, inp, ..., N = 1, ...) (scale NULL: 1; shift:
+ * the bias or NULL), every member of the team calling it with the same arguments, as the team's
+ * next phases; ws is shared by the team (nthreads > every member's id). */
+void st_conv_forward_member(float *out, const float *inp, const float *w, const float *scale,
+                            const float *shift, const st_conv_shape *s, float *ws, int nthreads,
+                            int relu, const float *wcache, st_member *me);
 
 /* bn: NULL, or dout is the gradient of that batch norm's output (see st_conv_bn_grad). */
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,

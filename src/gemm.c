@@ -434,6 +434,12 @@ static void run_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
     }
 }
 
+/* Splits `units` units into `parts` nearly equal parts; returns the start of part t. */
+static int split(int units, int parts, int t)
+{
+    return (int)((long)units * t / parts);
+}
+
 /* C = beta * C (alpha == 0 or K == 0: A and B are not read; beta == 0: C is not read). */
 static void scale_c(int M, int N, float beta, float *C, int ldc)
 {
@@ -463,16 +469,39 @@ void st_sgemm_st(int transa, int transb, int M, int N, int K, float alpha, const
     run_range(&p, 0, M, 0, N);
 }
 
+void st_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc, int part,
+                   int parts, int range[4])
+{
+    if (range)
+        range[0] = range[1] = range[2] = range[3] = 0;
+    if (M <= 0 || N <= 0)
+        return;
+    gemm_plan p;
+    plan_init(&p, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    const int bm = p.use_dot ? p.kr->dot_mb : p.kr->mr;
+    const int bn = p.use_dot ? p.kr->dot_nb : p.kr->nr;
+    const int um = (M + bm - 1) / bm, un = (N + bn - 1) / bn;
+    int i0 = 0, i1 = M, j0 = 0, j1 = N;
+    if (un >= parts || un >= um) {
+        j0 = imin(N, split(un, parts, part) * bn), j1 = imin(N, split(un, parts, part + 1) * bn);
+    } else {
+        i0 = imin(M, split(um, parts, part) * bm), i1 = imin(M, split(um, parts, part + 1) * bm);
+    }
+    if (range)
+        range[0] = i0, range[1] = i1, range[2] = j0, range[3] = j1;
+    if (K <= 0 || alpha == 0.0f) {
+        if (i0 < i1 && j0 < j1)
+            scale_c(i1 - i0, j1 - j0, beta, C + (ptrdiff_t)i0 * ldc + j0, ldc);
+        return;
+    }
+    run_range(&p, i0, i1, j0, j1);
+}
+
 /* ---------------------------------------------------------------- threading */
 
 /* Below this many multiply-adds per thread, another thread costs more than it saves. */
 #define MIN_FMA_PER_THREAD 131072.0
-
-/* Splits `units` units into `parts` nearly equal parts; returns the start of part t. */
-static int split(int units, int parts, int t)
-{
-    return (int)((long)units * t / parts);
-}
 
 void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)

@@ -51,6 +51,15 @@ void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
 void st_sgemm_st(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Part `part` of `parts` of the same product, on the calling thread: the columns of C (or, when
+ * N < parts register blocks, the rows) cut into `parts` consecutive ranges of whole register
+ * blocks. Each element is computed as by st_sgemm_st, so the parts together are bit-identical
+ * to it: for a team of threads that share one product (team.h). range (or NULL) receives the
+ * part's rows and columns of C: [range[0], range[1]) x [range[2], range[3]). */
+void st_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc, int part,
+                   int parts, int range[4]);
+
 /* The reference: a naive triple loop accumulating in double, rounded once to float; same
  * conventions (beta == 0: C not read; alpha == 0: A and B not read). Slow; for tests. */
 void st_sgemm_ref(int transa, int transb, int M, int N, int K, float alpha, const float *A,

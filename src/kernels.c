@@ -581,6 +581,18 @@ static void mul_chunk(float *restrict out, const float *restrict a, const float 
         out[i] = a[i] * b[i];
 }
 
+/* The scale and shift of conv l and its batch norm in evaluation mode (below). */
+static void bn_eval_affine(st_layer *l)
+{
+    const st_layer *bn = l->bn_next;
+    int OC = l->conv.oc;
+    float *scale = l->bn_affine, *shift = scale + OC;
+    for (int oc = 0; oc < OC; oc++) {
+        scale[oc] = bn->w[oc] / sqrtf(bn->running_var[oc] + ST_BN_EPS);
+        shift[oc] = (l->b[oc] - bn->running_mean[oc]) * scale[oc] + bn->b[oc];
+    }
+}
+
 /* Evaluation mode, conv + batch norm (+ ReLU): the conv writes the batch norm's (or the ReLU's)
  * output directly, one pass instead of three: out = conv(x) * scale + shift, with
  *     scale = g / sqrt(var + eps),   shift = (b - mean) * scale + beta.
@@ -588,12 +600,8 @@ static void mul_chunk(float *restrict out, const float *restrict a, const float 
 static void conv_bn_eval_forward(st_model *m, st_layer *l, const float *in, int n)
 {
     st_layer *bn = l->bn_next;
-    int OC = l->conv.oc;
-    float *scale = l->bn_affine, *shift = scale + OC;
-    for (int oc = 0; oc < OC; oc++) {
-        scale[oc] = bn->w[oc] / sqrtf(bn->running_var[oc] + ST_BN_EPS);
-        shift[oc] = (l->b[oc] - bn->running_mean[oc]) * scale[oc] + bn->b[oc];
-    }
+    float *scale = l->bn_affine, *shift = scale + l->conv.oc;
+    bn_eval_affine(l);
     st_conv_shape s = conv_shape(l);
     st_conv2d_forward_affine(bn->out, in, l->w, scale, shift, &s, n, m->ws, m->ws_threads,
                              bn->relu_fused, l->wcache);
@@ -738,6 +746,155 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
             memcpy(dinp, dout, total * sizeof(float));
         break;
     }
+}
+
+/* ------------------------------------------------------------------------------ a team
+ *
+ * Evaluation of one image by a team of threads that stays together through the network
+ * (team.h): one image has too little work per layer for a parallel region per layer. The convs
+ * that have a team path (conv.c), 2x2 max pools, linear layers, ReLUs and copies are cut into
+ * items; any other layer is one item. Every value is computed by the same code as on one
+ * thread, so the result is the same to the bit. */
+
+/* Multiply-adds of one image's forward pass. */
+static double fma_per_image(const st_model *m)
+{
+    double f = 0.0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const st_layer *l = &m->layers[i];
+        if (l->kind == ST_L_CONV)
+            f += (double)l->out_size * l->in_c * l->conv.kh * l->conv.kw;
+        else if (l->kind == ST_L_LINEAR)
+            f += (double)l->lin.in * l->lin.out;
+    }
+    return f;
+}
+
+/* Below this many multiply-adds per image (about 30 us on one core), the team's start and its
+ * hand-overs cost more than a second thread saves: the fully-connected nets stay on one. */
+#define TEAM_MIN_FMA 1e6
+
+int st_team_size(const st_model *m, int n)
+{
+    if (m->training || m->reference || n != 1)
+        return 1;
+    int t = nthreads();
+    if (t > m->ws_threads)
+        t = m->ws_threads;
+    if (t > ST_TEAM_MAX)
+        t = ST_TEAM_MAX;
+    return t >= 2 && fma_per_image(m) >= TEAM_MIN_FMA ? t : 1;
+}
+
+/* Items of a pool, a linear layer, a ReLU or a copy over `work` values (or multiply-adds):
+ * below about a microsecond of work, one. */
+static int team_items(const st_member *me, double work)
+{
+    return work < 16384 ? 1 : st_team_items(me->size);
+}
+
+/* Member me's part of layer l's forward on one image (in: its input), as the team's next phases;
+ * returns what the next layer reads. */
+static const float *layer_member(st_model *m, st_layer *l, const float *in, st_member *me)
+{
+    float *out = l->out;
+    int lo, hi, it, n;
+    switch (l->kind) {
+    case ST_L_CONV: {
+        st_conv_shape s = conv_shape(l);
+        const st_layer *bn = l->bn_next;
+        if (!st_conv_member_fits(&s, l->wcache != NULL))
+            break;
+        if (bn) /* it writes the batch norm's (or its ReLU's) output */
+            st_conv_forward_member(bn->out, in, l->w, l->bn_affine, l->bn_affine + l->conv.oc, &s,
+                                   m->ws, m->ws_threads, bn->relu_fused, l->wcache, me);
+        else
+            st_conv_forward_member(out, in, l->w, NULL, l->b, &s, m->ws, m->ws_threads, 0,
+                                   l->wcache, me);
+        return out;
+    }
+    case ST_L_MAXPOOL:
+        if (l->pool.k != 2 || l->pool.s != 2)
+            break;
+        n = team_items(me, (double)l->in_c * l->in_h * l->in_w);
+        n = n < l->in_c ? n : l->in_c;
+        while (st_team_item(me, n, &it)) {
+            int H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+            st_team_part(l->in_c, n, it, &lo, &hi);
+            for (int p = lo; p < hi; p++)
+                maxpool2x2_plane(out + (size_t)p * OH * OW, NULL, NULL, in + (size_t)p * H * W, W,
+                                 OH, OW, NULL);
+            st_team_item_done(me);
+        }
+        st_team_phase_end(me, n);
+        return out;
+    case ST_L_LINEAR:
+        n = team_items(me, (double)l->lin.in * l->lin.out / 4);
+        while (st_team_item(me, n, &it)) {
+            int IN = l->lin.in, OUT = l->lin.out, r[4];
+            st_sgemm_part(0, 1, 1, OUT, IN, 1.0f, in, IN, l->w, IN, 0.0f, out, OUT, it, n, r);
+            for (int o = r[2]; o < r[3]; o++)
+                out[o] += l->b[o];
+            st_team_item_done(me);
+        }
+        st_team_phase_end(me, n);
+        return out;
+    case ST_L_BN:
+        if (l->stats_src) /* the conv before it wrote its output */
+            return out;
+        break;
+    case ST_L_RELU:
+        if (l->fused) /* the batch norm (or conv) before it applied it */
+            return out;
+        /* fall through */
+    case ST_L_FLATTEN:
+    case ST_L_DROPOUT: /* (evaluation: a copy) */
+        if (out == in && l->kind != ST_L_RELU)
+            return out;
+        n = team_items(me, (double)l->out_size / 4);
+        while (st_team_item(me, n, &it)) {
+            st_team_part((int)l->out_size, n, it, &lo, &hi);
+            if (l->kind == ST_L_RELU && out == in)
+                relu_inplace_chunk(out + lo, (size_t)(hi - lo));
+            else if (l->kind == ST_L_RELU)
+                relu_chunk(out + lo, in + lo, (size_t)(hi - lo));
+            else
+                memcpy(out + lo, in + lo, sizeof(float) * (size_t)(hi - lo));
+            st_team_item_done(me);
+        }
+        st_team_phase_end(me, n);
+        return out;
+    }
+    while (st_team_item(me, 1, &it)) { /* the layer as one item */
+        st_layer_forward(m, l, in, 1);
+        st_team_item_done(me);
+    }
+    st_team_phase_end(me, 1);
+    return out;
+}
+
+void st_forward_team(st_model *m, const float *x, int size)
+{
+    for (int i = 0; i < m->nlayers; i++) { /* what the members read, made once */
+        st_layer *l = &m->layers[i];
+        if (l->kind != ST_L_CONV)
+            continue;
+        st_conv_shape s = conv_shape(l);
+        if (l->bn_next)
+            bn_eval_affine(l);
+        if (l->wcache)
+            st_conv_member_weights(l->w, &s, l->wcache);
+    }
+    st_team team;
+    atomic_init(&team.next, 0);
+    atomic_init(&team.done, 0);
+#pragma omp parallel num_threads(size)
+    {
+        st_member me = {&team, omp_get_thread_num(), omp_get_num_threads(), 0, -1};
+        const float *in = x;
+        for (int i = 0; i < m->nlayers; i++)
+            in = layer_member(m, &m->layers[i], in, &me);
+    } /* (the region's end waits for every member: every item is finished) */
 }
 
 float st_cross_entropy(float *dlogits, const float *logits, const uint8_t *labels, int n, int c)

@@ -14,6 +14,11 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n);
  * accumulates parameter gradients. */
 void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *dout, float *dinp,
                        int n);
+/* Evaluation of one image by a team of threads (see kernels.c): the team's size for a forward of
+ * n images with m (1: no team), and the forward pass of one image with it, the same to the bit
+ * as st_layer_forward layer after layer. */
+int st_team_size(const st_model *m, int n);
+void st_forward_team(st_model *m, const float *x, int size);
 /* Mean cross-entropy of logits (n x c); writes dlogits. */
 float st_cross_entropy(float *dlogits, const float *logits, const uint8_t *labels, int n, int c);
 

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------------------ layer specs */
 
@@ -540,6 +541,55 @@ static void forward_eval_chunked(st_model *m, const float *x, int n)
     }
 }
 
+/* One image, alone or by a team (kernels.c): the same result to the bit, but which is faster
+ * depends on the machine and on what else runs on it (two threads that share a core through
+ * SMT or a hypervisor gain nothing and lose the hand-overs). So both are timed as they run: the
+ * faster one lately serves, and the other is tried again every TEAM_RETRY images. */
+#define TEAM_RETRY 16
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
+}
+
+/* A moving average over about 8 runs; the first run of each way (cold caches) is not counted. */
+static void note_time(double *avg, unsigned *runs, double us)
+{
+    if ((*runs)++ == 0)
+        return;
+    *avg = *avg == 0.0 ? us : *avg + (us - *avg) / 8;
+}
+
+static void forward_one(st_model *m, const float *x, int team)
+{
+    if (team != m->team_size) { /* (the threads changed: measure again) */
+        m->team_size = team;
+        m->solo_us = m->team_us = 0.0;
+        m->solo_runs = m->team_runs = 0;
+    }
+    unsigned call = m->b1_calls++;
+    int use_team;
+    if (m->team_runs < 2 || m->solo_runs < 2) /* measure both first */
+        use_team = m->team_runs <= m->solo_runs;
+    else
+        use_team = (m->team_us < m->solo_us) != (call % TEAM_RETRY == 0);
+    double t0 = now_us();
+    if (use_team)
+        st_forward_team(m, x, team);
+    else
+        for (int i = 0; i < m->nlayers; i++) {
+            st_layer_forward(m, &m->layers[i], x, 1);
+            x = m->layers[i].out;
+        }
+    double us = now_us() - t0;
+    if (use_team)
+        note_time(&m->team_us, &m->team_runs, us);
+    else
+        note_time(&m->solo_us, &m->solo_runs, us);
+}
+
 int st_model_forward(st_model *m, const float *x, int n, const float **logits, st_error *err)
 {
     if (n < 1 || n > m->max_batch)
@@ -547,8 +597,11 @@ int st_model_forward(st_model *m, const float *x, int n, const float **logits, s
     m->input = x;
     m->batch = n;
     m->have_loss = 0;
+    int team = st_team_size(m, n);
     int cap = st_threads_cap(n < ST_SMALL_BATCH ? 1 : 0);
-    if (!m->training && !m->reference && n > ST_EVAL_CHUNK) {
+    if (team > 1) {
+        forward_one(m, x, team);
+    } else if (!m->training && !m->reference && n > ST_EVAL_CHUNK) {
         forward_eval_chunked(m, x, n);
     } else {
         const float *in = x;

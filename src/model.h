@@ -95,6 +95,11 @@ struct st_model {
     float *ws;             /* kernel workspace (kernels.c) */
     int ws_threads;        /* threads the workspace was sized for */
     int reference;         /* run the reference kernels (tests) */
+    /* Evaluation of one image: alone or by a team of threads (kernels.c), whichever has been
+     * faster lately (model.c: on a shared machine that changes with what else runs) */
+    double solo_us, team_us; /* moving averages, 0 until measured */
+    unsigned solo_runs, team_runs, b1_calls;
+    int team_size;           /* the team those were measured with */
     size_t bytes;          /* memory allocated */
     st_rng rng;            /* dropout masks */
 };
