@@ -543,9 +543,17 @@ static void forward_eval_chunked(st_model *m, const float *x, int n)
 
 /* One image, alone or by a team (kernels.c): the same result to the bit, but which is faster
  * depends on the machine and on what else runs on it (two threads that share a core through
- * SMT or a hypervisor gain nothing and lose the hand-overs). So both are timed as they run: the
- * faster one lately serves, and the other is tried again every TEAM_RETRY images. */
-#define TEAM_RETRY 16
+ * SMT or a hypervisor gain nothing and lose the hand-overs). So both are timed as they run, and
+ * the faster lately serves: its time per image is a moving average over about 8 images; the
+ * other is tried now and then, TRIAL images in a row of which the first WARM are not counted
+ * (caches, and OpenMP's threads, asleep after a while without work, take some waking). While
+ * the team is faster, alone is tried every SOLO_EVERY images; while alone is faster, the team
+ * every TEAM_EVERY_US microseconds only: after a parallel region OpenMP's threads spin for some
+ * milliseconds, taking from a core they share the time that running alone needs. */
+#define TRIAL 8
+#define WARM 2
+#define SOLO_EVERY 256
+#define TEAM_EVERY_US 200000.0
 
 static double now_us(void)
 {
@@ -554,28 +562,25 @@ static double now_us(void)
     return t.tv_sec * 1e6 + t.tv_nsec * 1e-3;
 }
 
-/* A moving average over about 8 runs; the first run of each way (cold caches) is not counted. */
-static void note_time(double *avg, unsigned *runs, double us)
-{
-    if ((*runs)++ == 0)
-        return;
-    *avg = *avg == 0.0 ? us : *avg + (us - *avg) / 8;
-}
-
 static void forward_one(st_model *m, const float *x, int team)
 {
-    if (team != m->team_size) { /* (the threads changed: measure again) */
-        m->team_size = team;
-        m->solo_us = m->team_us = 0.0;
-        m->solo_runs = m->team_runs = 0;
-    }
-    unsigned call = m->b1_calls++;
-    int use_team;
-    if (m->team_runs < 2 || m->solo_runs < 2) /* measure both first */
-        use_team = m->team_runs <= m->solo_runs;
-    else
-        use_team = (m->team_us < m->solo_us) != (call % TEAM_RETRY == 0);
+    st_b1_timer *b = &m->b1;
+    if (team != b->size) /* (the threads changed: measure again) */
+        *b = (st_b1_timer){.size = team};
     double t0 = now_us();
+    int faster = b->us[1] < b->us[0]; /* (the team, once both are measured) */
+    if (!b->trial_left) {
+        int want = -1;
+        if (b->us[1] == 0.0)
+            want = 1;
+        else if (b->us[0] == 0.0)
+            want = 0;
+        else if (faster ? ++b->since_trial % SOLO_EVERY == 0 : t0 >= b->team_trial_at)
+            want = !faster;
+        if (want >= 0)
+            b->trial = want, b->trial_left = TRIAL, b->trial_sum = 0.0;
+    }
+    int use_team = b->trial_left ? b->trial : faster;
     if (use_team)
         st_forward_team(m, x, team);
     else
@@ -583,11 +588,19 @@ static void forward_one(st_model *m, const float *x, int team)
             st_layer_forward(m, &m->layers[i], x, 1);
             x = m->layers[i].out;
         }
-    double us = now_us() - t0;
-    if (use_team)
-        note_time(&m->team_us, &m->team_runs, us);
-    else
-        note_time(&m->solo_us, &m->solo_runs, us);
+    double t1 = now_us(), us = t1 - t0;
+    b->runs[use_team]++;
+    if (!b->trial_left) {
+        b->us[use_team] += (us - b->us[use_team]) / 8;
+        return;
+    }
+    if (TRIAL - b->trial_left >= WARM)
+        b->trial_sum += us;
+    if (--b->trial_left == 0) {
+        b->us[b->trial] = b->trial_sum / (TRIAL - WARM);
+        if (b->trial)
+            b->team_trial_at = t1 + TEAM_EVERY_US;
+    }
 }
 
 int st_model_forward(st_model *m, const float *x, int n, const float **logits, st_error *err)

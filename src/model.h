@@ -74,6 +74,18 @@ typedef struct st_layer {
     int shares_out;                      /* out is the previous layer's buffer (in place) */
 } st_layer;
 
+/* Evaluation of one image runs alone or by a team of threads (kernels.c), whichever has been
+ * faster lately: on a shared machine that changes with what else runs (model.c). */
+typedef struct st_b1_timer {
+    int size;             /* the team's size these were measured with */
+    double us[2];         /* time per image alone [0], by the team [1]; 0 until measured */
+    int trial, trial_left; /* a trial of way `trial` under way: images left */
+    double trial_sum;     /* its counted time so far */
+    double team_trial_at; /* when to try the team again while alone is faster (us) */
+    unsigned since_trial; /* images by the team since alone was last tried */
+    unsigned runs[2];     /* images run alone, by the team (for tests) */
+} st_b1_timer;
+
 struct st_model {
     st_model_kind kind;
     int max_batch;
@@ -95,11 +107,7 @@ struct st_model {
     float *ws;             /* kernel workspace (kernels.c) */
     int ws_threads;        /* threads the workspace was sized for */
     int reference;         /* run the reference kernels (tests) */
-    /* Evaluation of one image: alone or by a team of threads (kernels.c), whichever has been
-     * faster lately (model.c: on a shared machine that changes with what else runs) */
-    double solo_us, team_us; /* moving averages, 0 until measured */
-    unsigned solo_runs, team_runs, b1_calls;
-    int team_size;           /* the team those were measured with */
+    st_b1_timer b1;        /* evaluation of one image: alone or by a team (model.c) */
     size_t bytes;          /* memory allocated */
     st_rng rng;            /* dropout masks */
 };
