@@ -19,9 +19,11 @@
  * run their forward without im2col, the micro-kernel reading the padded image in place.
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
  * added in group order, so the result is bit-identical whatever the number of threads. With fewer
- * groups than threads (batch 1, inference latency) the im2col path's GEMMs are threaded instead;
- * the Winograd and one-channel paths then run on one thread (at batch 1 a second one cost more
- * than it saved here: see BENCHMARKS.md).
+ * groups than threads the im2col path's GEMMs are threaded instead, and the Winograd and
+ * one-channel paths run on one thread (a parallel region per conv costs about what a second
+ * thread saves on one image). Evaluation of one image can instead run by a team of threads
+ * that stays together through the network (team.h; st_conv_forward_member at the end of this
+ * file).
  */
 #include "conv.h"
 

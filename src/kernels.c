@@ -18,7 +18,8 @@
  *   - a batch norm after a conv without a pool: the conv computes its input gradient the same way;
  *   - evaluation: the conv applies its batch norm (and ReLU) as a per-channel scale and shift as
  *     it writes its output (conv.c), and large batches run ST_EVAL_CHUNK images at a time through
- *     the whole network (model.c), so activations stay in cache. */
+ *     the whole network (model.c), so activations stay in cache;
+ *   - evaluation of one image: a team of threads through the whole network (st_forward_team). */
 #include "kernels.h"
 
 #include "conv.h"
