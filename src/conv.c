@@ -339,11 +339,11 @@ static inline void transpose4(v4f o[4], const v4f r[4])
     o[2] = ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), o[3] = ST_SHUFFLE4(t1, t3, 2, 3, 6, 7);
 }
 
-/* dst[oc * ldd + p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale or shift
- * NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a transpose
- * in one pass, in 4 x 4 blocks (transpose4). With stats (only without relu), also adds the sum and
- * the sum of squares of each channel's values written to stats[2 oc], stats[2 oc + 1], in double:
- * one lane per pixel p mod 4. */
+/* dst[oc * ldd + p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale
+ * or shift NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a
+ * transpose in one pass, in 4 x 4 blocks (transpose4). With stats (only without relu), also adds
+ * the sum and the sum of squares of each channel's values written to stats[2 oc],
+ * stats[2 oc + 1], in double: one lane per pixel p mod 4. */
 ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
                                            const float *restrict src, int P, int OC,
                                            const float *scale, const float *shift, int relu,

@@ -544,7 +544,8 @@ static void forward_eval_chunked(st_model *m, const float *x, int n)
 /* One image, alone or by a team (kernels.c): the same result to the bit, but which is faster
  * depends on the machine and on what else runs on it (two threads that share a core through
  * SMT or a hypervisor gain nothing and lose the hand-overs). So both are timed as they run, and
- * the faster lately serves: its time per image is a moving average over about 8 images; the
+ * the faster lately serves: its time per image is a moving average over about 8 images (an
+ * image that took more than twice the average counts as twice: a moment's delay); the
  * other is tried now and then, TRIAL images in a row of which the first WARM are not counted
  * (caches, and OpenMP's threads, asleep after a while without work, take some waking). While
  * the team is faster, alone is tried every SOLO_EVERY images; while alone is faster, the team
@@ -590,8 +591,9 @@ static void forward_one(st_model *m, const float *x, int team)
         }
     double t1 = now_us(), us = t1 - t0;
     b->runs[use_team]++;
-    if (!b->trial_left) {
-        b->us[use_team] += (us - b->us[use_team]) / 8;
+    if (!b->trial_left) { /* (one image delayed by something else counts as 2 at most) */
+        double *avg = &b->us[use_team];
+        *avg += ((us < 2 * *avg ? us : 2 * *avg) - *avg) / 8;
         return;
     }
     if (TRIAL - b->trial_left >= WARM)

@@ -37,8 +37,9 @@ static void test_sgemm_parts(void)
         int M = shapes[t][0], N = shapes[t][1], K = shapes[t][2], ta = shapes[t][3],
             tb = shapes[t][4];
         int lda = ta ? M : K, ldb = tb ? K : N;
-        float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)K * N);
-        float *C0 = malloc(sizeof(float) * (size_t)M * N), *C1 = malloc(sizeof(float) * (size_t)M * N);
+        size_t mk = (size_t)M * K, kn = (size_t)K * N, mn = (size_t)M * N;
+        float *A = malloc(sizeof(float) * mk), *B = malloc(sizeof(float) * kn);
+        float *C0 = malloc(sizeof(float) * mn), *C1 = malloc(sizeof(float) * mn);
         char *hit = malloc((size_t)M * N);
         fill(A, (size_t)M * K, &r), fill(B, (size_t)K * N, &r), fill(C0, (size_t)M * N, &r);
         memcpy(C1, C0, sizeof(float) * (size_t)M * N);
@@ -125,7 +126,8 @@ static void test_conv_members(void)
     }
     /* no team path (the model runs them whole, on one member): one channel whose weight panels
      * would not fit in a member's scratch; Winograd without a cache */
-    st_conv_shape small = {1, 5, 6, 40, 3, 3, 1, 1, 5, 6}, wino = {16, 14, 14, 32, 3, 3, 1, 1, 14, 14};
+    st_conv_shape small = {1, 5, 6, 40, 3, 3, 1, 1, 5, 6};
+    st_conv_shape wino = {16, 14, 14, 32, 3, 3, 1, 1, 14, 14};
     CHECK(!st_conv_member_fits(&small, 0) && !st_conv_member_fits(&wino, 0));
     printf("  %d conv shapes by teams of 1 to 4 (%d runs)\n",
            (int)(sizeof cases / sizeof *cases), runs);
