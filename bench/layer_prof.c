@@ -4,7 +4,8 @@
  *
  * Builds one of the tutorial's models (default: the CNN), feeds it random images, and times each
  * layer's forward and backward pass over `steps` steps (after two warm-up steps). With "eval" as
- * the fourth argument it times inference (evaluation mode) only. LAYER_PROF_NO_WINOGRAD=1 runs
+ * the fourth argument it times inference (evaluation mode) only; at batch 1 with 2 or more threads
+ * it then also times whole passes alone and by a team of threads (st_forward_team), alternated. LAYER_PROF_NO_WINOGRAD=1 runs
  * every conv by im2col + GEMM (to compare). Uses the library's internal headers. */
 #include "model.h"
 #include "conv.h"
@@ -116,6 +117,32 @@ int main(int argc, char **argv)
     printf("%-14s %-32s %9.3f\n", "loss", "", 1e3 * t_loss / steps);
     if (opt)
         printf("%-14s %-32s %9.3f\n", "adam + zero", "", 1e3 * t_opt / steps);
+    st_threads_cap(0);
+    int team = st_team_size(m, batch);
+    if (team > 1) { /* one image: the whole pass alone and by a team, alternated in rounds */
+        double t_team = 0.0, t_solo = 0.0;
+        for (int round = 0; round < 10; round++)
+            for (int way = 0; way < 2; way++) {
+                double a = omp_get_wtime();
+                for (int s = 0; s < steps / 10 + 1; s++) {
+                    if (way) {
+                        st_forward_team(m, x, team);
+                        continue;
+                    }
+                    st_threads_cap(1); /* as st_model_forward does */
+                    const float *in = x;
+                    for (int i = 0; i < L; i++) {
+                        st_layer_forward(m, &m->layers[i], in, 1);
+                        in = m->layers[i].out;
+                    }
+                    st_threads_cap(0);
+                }
+                *(way ? &t_team : &t_solo) += omp_get_wtime() - a;
+            }
+        int n = 10 * (steps / 10 + 1);
+        printf("whole pass, one thread: %.1f us; a team of %d: %.1f us (%.2fx)\n",
+               1e6 * t_solo / n, team, 1e6 * t_team / n, t_solo / t_team);
+    }
     st_optim_free(opt);
     st_model_free(m);
     st_dataset_free(&ds);
