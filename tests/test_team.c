@@ -156,6 +156,15 @@ static st_model *eval_cnn(st_error *err)
     return m;
 }
 
+/* One image of uniform random pixels. */
+static void random_image(float *x, uint64_t seed)
+{
+    st_rng r;
+    st_rng_seed(&r, seed);
+    for (int i = 0; i < 784; i++)
+        x[i] = st_rng_uniform(&r);
+}
+
 /* Layer outputs of one image by st_forward_team (size members) or layer by layer (size 1). */
 static float *outputs(st_model *m, const float *x, int size, size_t *n)
 {
@@ -195,10 +204,7 @@ static void test_team_forward(void)
     int saved = st_get_threads();
     st_set_threads(4);
     float x[784];
-    st_rng r;
-    st_rng_seed(&r, 2);
-    for (int i = 0; i < 784; i++)
-        x[i] = st_rng_uniform(&r);
+    random_image(x, 2);
     int runs = 0;
     for (int level = st_cpu_max_level(); level >= 0; level--)
         for (int wino = 1; wino >= 0; wino--) {
@@ -243,10 +249,7 @@ static void test_forward_batch1_switching(void)
         st_model_free(mlp);
     }
     float x[784];
-    st_rng r;
-    st_rng_seed(&r, 9);
-    for (int i = 0; i < 784; i++)
-        x[i] = st_rng_uniform(&r);
+    random_image(x, 9);
     size_t n;
     float *solo = outputs(m, x, 1, &n);
     const float *first = solo + n - ST_NUM_CLASSES;
