@@ -10,8 +10,8 @@
  *   st_gemm_pack_bt_avx2  packs B^T slivers through 8 x 8 register transposes (also used by the
  *                     AVX-512 level).
  *   st_gemm_dot_avx2  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3 rows
- *                     of B, 12 ymm accumulators over K in steps of 8 (masked tail), then a fixed
- *                     horizontal-sum tree.
+ *                     of B (a last single row of A: x 8 rows of B), 12 (8) ymm accumulators over
+ *                     K in steps of 8 (masked tail), then a fixed horizontal-sum tree.
  */
 #include "gemm.h"
 
@@ -245,6 +245,39 @@ dot_block(const int R, const int S, int K, float alpha, const float *A, ptrdiff_
         }
 }
 
+/* One row of A against 8 rows of B: each output the same lane-wise chain over K as in dot_block
+ * (so the same value to the bit), but 8 independent chains instead of 3, enough to cover the
+ * FMA's latency (a matrix-vector product, the classifier at batch 1, was latency-bound). */
+static ST_TARGET_AVX2 void dot_row8(int K, float alpha, const float *A, const float *B,
+                                   ptrdiff_t ldb, float beta, float *C)
+{
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; s++)
+        acc[s] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        const __m256 a = _mm256_loadu_ps(A + k);
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++)
+            acc[s] = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + s * ldb + k), acc[s]);
+    }
+    if (k < K) {
+        const __m256i mask = _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - (K - k)));
+        const __m256 a = _mm256_maskload_ps(A + k, mask);
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++)
+            acc[s] = _mm256_fmadd_ps(a, _mm256_maskload_ps(B + s * ldb + k, mask), acc[s]);
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; s++) {
+        float t = alpha * hsum8(acc[s]);
+        if (beta != 0.0f)
+            t = __builtin_fmaf(beta, C[s], t);
+        C[s] = t;
+    }
+}
+
 #define DOT_CASE(R, S)                                                                            \
     case (R) * 4 + (S):                                                                           \
         dot_block(R, S, K, alpha, a, lda, b, ldb, beta, c, ldc);                                  \
@@ -257,7 +290,11 @@ ST_TARGET_AVX2 void st_gemm_dot_avx2(int m, int n, int K, float alpha, const flo
     for (int i = 0; i < m; i += 4) {
         const int R = m - i < 4 ? m - i : 4;
         const float *a = A + i * lda;
-        for (int j = 0; j < n; j += 3) {
+        int j = 0;
+        if (R == 1) /* (a single row: 8 chains at a time, see dot_row8) */
+            for (; j + 8 <= n; j += 8)
+                dot_row8(K, alpha, a, B + j * ldb, ldb, beta, C + i * ldc + j);
+        for (; j < n; j += 3) {
             const int S = n - j < 3 ? n - j : 3;
             const float *b = B + j * ldb;
             float *c = C + i * ldc + j;

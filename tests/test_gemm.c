@@ -452,6 +452,41 @@ static void test_edges_round_like_interior(void)
     st_cpu_force_level(-1);
 }
 
+/* The same for the dot-product kernel (A * B^T, long K, few rows): a row of C computed alone (a
+ * matrix-vector product, blocked 8 columns at a time) equals that row computed in a block of 4
+ * rows, to the bit, at K with and without a tail. */
+static void test_dot_rows_alone_like_blocked(void)
+{
+    static const int Ks[] = {128, 131, 3136};
+    for (int level = 0; level <= st_cpu_max_level(); level++) {
+        st_cpu_force_level(level);
+        int bad = 0;
+        for (size_t t = 0; t < sizeof Ks / sizeof *Ks; t++) {
+            problem p;
+            problem_make(&p, 0, 1, 9, 45, Ks[t], 0.9f, t == 1 ? 0.5f : 0.0f, 0);
+            float *Cbig = malloc(sizeof(float) * p.sizeC);
+            run_gemm(st_sgemm_st, &p, Cbig);
+            static const int Ns[] = {8, 45};
+            for (int i = 0; i < p.M; i++)
+                for (int u = 0; u < 2; u++) {
+                    int N = Ns[u];
+                    float *C = malloc(sizeof(float) * p.sizeC);
+                    memcpy(C, p.C0, sizeof(float) * p.sizeC);
+                    st_sgemm_st(0, 1, 1, N, p.K, p.alpha, p.A + (size_t)i * p.lda, p.lda, p.B,
+                                p.ldb, p.beta, C + (size_t)i * p.ldc, p.ldc);
+                    bad += memcmp(C + (size_t)i * p.ldc, Cbig + (size_t)i * p.ldc,
+                                  sizeof(float) * (size_t)N) != 0;
+                    free(C);
+                }
+            free(Cbig);
+            problem_free(&p);
+        }
+        CHECKF(bad == 0, "%s: %d single rows differ from the blocked product", st_kernel_name(),
+               bad);
+    }
+    st_cpu_force_level(-1);
+}
+
 static void test_cpu_api(void)
 {
     int max = st_cpu_max_level();
@@ -502,5 +537,6 @@ int main(void)
     RUN(test_alpha0_and_k0);
     RUN(test_threads_deterministic);
     RUN(test_edges_round_like_interior);
+    RUN(test_dot_rows_alone_like_blocked);
     return CHECK_DONE();
 }
