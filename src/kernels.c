@@ -782,6 +782,8 @@ int st_team_size(const st_model *m, int n)
     int t = nthreads();
     if (t > m->ws_threads)
         t = m->ws_threads;
+    if (t > omp_get_num_procs()) /* members that share a core spin in each other's way */
+        t = omp_get_num_procs();
     if (t > ST_TEAM_MAX)
         t = ST_TEAM_MAX;
     return t >= 2 && fma_per_image(m) >= TEAM_MIN_FMA ? t : 1;
