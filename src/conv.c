@@ -473,14 +473,38 @@ static wino_geom wino_geometry(const st_conv_shape *s)
     return g;
 }
 
+/* A thread's Winograd scratch (wino_floats) as its parts: the channels-last copy, V, M (vm
+ * floats each), and a row of channels for the outputs of tiles past the image's edge. */
+typedef struct wino_scratch_parts {
+    float *hwc, *V, *M, *junk;
+    size_t vm;
+} wino_scratch_parts;
+
+/* Floats of V, and of M: 16 transformed values per tile and channel of a chunk's images. */
+static size_t wino_vm(const wino_geom *g)
+{
+    return 16 * (size_t)g->chunk * g->T * g->maxch;
+}
+
+static wino_scratch_parts wino_parts(float *wino, const wino_geom *g)
+{
+    wino_scratch_parts w;
+    w.vm = wino_vm(g);
+    w.hwc = wino;
+    w.V = w.hwc + (size_t)g->Hp * g->Wp * g->maxch;
+    w.M = w.V + w.vm;
+    w.junk = w.M + w.vm;
+    return w;
+}
+
 /* Per-thread floats: the channels-last copy, V, M, and a row of channels for the outputs of
- * tiles past the image's edge. */
+ * tiles past the image's edge (wino_parts). */
 static size_t wino_floats(const st_conv_shape *s)
 {
     if (!wino_fits(s))
         return 0;
     wino_geom g = wino_geometry(s);
-    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * 16 * (size_t)g.chunk * g.T * g.maxch + g.maxch;
+    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * wino_vm(&g) + g.maxch;
     return (n + 15) & ~(size_t)15;
 }
 
@@ -652,9 +676,8 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
     wino_geom g = wino_geometry(s);
     int H = s->OH, W = s->OW; /* input and output planes have the same size */
     size_t P = (size_t)H * W;
-    float *hwc = wino, *V = hwc + (size_t)g.Hp * g.Wp * g.maxch;
-    size_t vm = 16 * (size_t)g.chunk * g.T * g.maxch; /* floats of V, and of M */
-    float *M = V + vm, *junk = M + vm;
+    wino_scratch_parts sp = wino_parts(wino, &g);
+    float *hwc = sp.hwc, *V = sp.V, *M = sp.M, *junk = sp.junk;
     for (int j0 = 0; j0 < n; j0 += g.chunk) {
         int cn = n - j0 < g.chunk ? n - j0 : g.chunk, T = cn * g.T;
         for (int j = 0; j < cn; j++) {
@@ -1028,13 +1051,14 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* ---------------------------------------------------------------- a team on one image
  *
- * Evaluation of one image by a team (team.h), in phases of items. One input channel: one phase,
- * an item per 4 output rows (the member pads the image and builds the weight panels in its own
- * scratch before its first one), each written (affine map, ReLU, transpose) into the planes.
- * Winograd: the input transform, an item per tile row (its rows of the channels-last copy in the
- * member's scratch, its tiles into the shared V, member 0's scratch); the 16 products, two per
- * item; the output transform and the write, an item per tile row. The same functions as the
- * single-threaded path compute every value, so the result is the same to the bit. */
+ * Evaluation of one image by a team (team.h), in phases of st_team_items() items each. One input
+ * channel: one phase, items of output rows (the member pads the image and builds the weight
+ * panels in its own scratch before its first one), each written (affine map, ReLU, transpose)
+ * into the planes. Winograd: the input transform, items of tile rows (their rows of the
+ * channels-last copy in the member's scratch, their tiles into the shared V, member 0's
+ * scratch); the 16 products; the output transform and the write, items of tile rows. The same
+ * functions as the single-threaded path compute every value, so the result is the same to the
+ * bit. */
 
 /* Winograd for a team: room in V after the image's products for the rows small_gemm reads past
  * them (else they would be M's, which other members may be writing). */
@@ -1043,8 +1067,7 @@ static int member_wino(const st_conv_shape *s)
     if (!winograd_on || !wino_fits(s))
         return 0;
     wino_geom g = wino_geometry(s);
-    size_t vm = 16 * (size_t)g.chunk * g.T * g.maxch;
-    return 16 * (size_t)g.T * s->C + (size_t)(ST_GEMM_MR_MAX - 1) * s->C <= vm;
+    return 16 * (size_t)g.T * s->C + (size_t)(ST_GEMM_MR_MAX - 1) * s->C <= wino_vm(&g);
 }
 
 int st_conv_member_fits(const st_conv_shape *s, int cached)
@@ -1102,9 +1125,10 @@ void st_conv_forward_member(float *out, const float *inp, const float *w, const 
         return;
     }
     wino_geom g = wino_geometry(s);
-    size_t vm = 16 * (size_t)g.chunk * g.T * g.maxch;
-    float *hwc = wino_scratch(&c, mine), *junk = hwc + (size_t)g.Hp * g.Wp * g.maxch + 2 * vm;
-    float *V = wino_scratch(&c, ws) + (size_t)g.Hp * g.Wp * g.maxch, *M = V + vm;
+    /* this member's channels-last copy and junk row; member 0's V and M, shared */
+    wino_scratch_parts own = wino_parts(wino_scratch(&c, mine), &g);
+    wino_scratch_parts shared = wino_parts(wino_scratch(&c, ws), &g);
+    float *hwc = own.hwc, *junk = own.junk, *V = shared.V, *M = shared.M;
     const float *U = wcache + (size_t)OC * s->C * 9;
     int I = s->C, T = g.T, n = st_team_items(me->size), nx = n < 16 ? n : 16;
     n = n < g.TH ? n : g.TH;

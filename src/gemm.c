@@ -440,6 +440,16 @@ static int split(int units, int parts, int t)
     return (int)((long)units * t / parts);
 }
 
+/* The register block of a planned product (bm x bn elements of C, the unit work is split in)
+ * and how many of them C has along each side (um x un). */
+static void reg_blocks(const gemm_plan *p, int *bm, int *bn, int *um, int *un)
+{
+    *bm = p->use_dot ? p->kr->dot_mb : p->kr->mr;
+    *bn = p->use_dot ? p->kr->dot_nb : p->kr->nr;
+    *um = (p->M + *bm - 1) / *bm;
+    *un = (p->N + *bn - 1) / *bn;
+}
+
 /* C = beta * C (alpha == 0 or K == 0: A and B are not read; beta == 0: C is not read). */
 static void scale_c(int M, int N, float beta, float *C, int ldc)
 {
@@ -479,9 +489,8 @@ void st_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, con
         return;
     gemm_plan p;
     plan_init(&p, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    const int bm = p.use_dot ? p.kr->dot_mb : p.kr->mr;
-    const int bn = p.use_dot ? p.kr->dot_nb : p.kr->nr;
-    const int um = (M + bm - 1) / bm, un = (N + bn - 1) / bn;
+    int bm, bn, um, un;
+    reg_blocks(&p, &bm, &bn, &um, &un);
     int i0 = 0, i1 = M, j0 = 0, j1 = N;
     if (un >= parts || un >= um) {
         j0 = imin(N, split(un, parts, part) * bn), j1 = imin(N, split(un, parts, part + 1) * bn);
@@ -532,10 +541,8 @@ void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
     int parts = threads;
     if (work / (4.0 * MIN_FMA_PER_THREAD) > parts)
         parts = (int)fmin(4.0 * threads, work / (4.0 * MIN_FMA_PER_THREAD));
-    const int bm = p.use_dot ? p.kr->dot_mb : p.kr->mr;
-    const int bn = p.use_dot ? p.kr->dot_nb : p.kr->nr;
-    const int um = (M + bm - 1) / bm, un = (N + bn - 1) / bn;
-    int gm, gn;
+    int bm, bn, um, un, gm, gn;
+    reg_blocks(&p, &bm, &bn, &um, &un);
     if (N >= M) {
         gn = imin(un, parts);
         gm = imin(um, (parts + gn - 1) / gn);

@@ -808,12 +808,10 @@ static const float *layer_member(st_model *m, st_layer *l, const float *in, st_m
         const st_layer *bn = l->bn_next;
         if (!st_conv_member_fits(&s, l->wcache != NULL))
             break;
-        if (bn) /* it writes the batch norm's (or its ReLU's) output */
-            st_conv_forward_member(bn->out, in, l->w, l->bn_affine, l->bn_affine + l->conv.oc, &s,
-                                   m->ws, m->ws_threads, bn->relu_fused, l->wcache, me);
-        else
-            st_conv_forward_member(out, in, l->w, NULL, l->b, &s, m->ws, m->ws_threads, 0,
-                                   l->wcache, me);
+        /* with a batch norm, it writes that one's (or its ReLU's) output, and applies it */
+        st_conv_forward_member(bn ? bn->out : out, in, l->w, bn ? l->bn_affine : NULL,
+                               bn ? l->bn_affine + l->conv.oc : l->b, &s, m->ws, m->ws_threads,
+                               bn ? bn->relu_fused : 0, l->wcache, me);
         return out;
     }
     case ST_L_MAXPOOL:

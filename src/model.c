@@ -541,6 +541,15 @@ static void forward_eval_chunked(st_model *m, const float *x, int n)
     }
 }
 
+/* The layers one after the other, each reading the last one's output. */
+static void forward_layers(st_model *m, const float *x, int n)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        st_layer_forward(m, &m->layers[i], x, n);
+        x = m->layers[i].out;
+    }
+}
+
 /* One image, alone or by a team (kernels.c): the same result to the bit, but which is faster
  * depends on the machine and on what else runs on it (two threads that share a core through
  * SMT or a hypervisor gain nothing and lose the hand-overs). So both are timed as they run, and
@@ -585,10 +594,7 @@ static void forward_one(st_model *m, const float *x, int team)
     if (use_team)
         st_forward_team(m, x, team);
     else
-        for (int i = 0; i < m->nlayers; i++) {
-            st_layer_forward(m, &m->layers[i], x, 1);
-            x = m->layers[i].out;
-        }
+        forward_layers(m, x, 1);
     double t1 = now_us(), us = t1 - t0;
     b->runs[use_team]++;
     if (!b->trial_left) { /* (one image delayed by something else counts as 2 at most) */
@@ -619,12 +625,7 @@ int st_model_forward(st_model *m, const float *x, int n, const float **logits, s
     } else if (!m->training && !m->reference && n > ST_EVAL_CHUNK) {
         forward_eval_chunked(m, x, n);
     } else {
-        const float *in = x;
-        for (int i = 0; i < m->nlayers; i++) {
-            st_layer *l = &m->layers[i];
-            st_layer_forward(m, l, in, n);
-            in = l->out;
-        }
+        forward_layers(m, x, n);
     }
     st_threads_cap(cap);
     if (logits)
