@@ -196,6 +196,77 @@ static void test_winograd_nan_inputs(void)
     free(x), free(w), free(b), free(y1), free(y2), free(ws);
 }
 
+/* The Winograd backward (input and weight gradient) against finite differences of the Winograd
+ * forward itself: L = sum(y * r), each weight and input moved by +-h. The conv is linear in
+ * each, so the central difference is exact but for the rounding of L (accumulated in double from
+ * float outputs of O(1)): |fd - an| <= 5e-3 |an| + 2e-3 max |an|, as in test_gradcheck.c. Odd
+ * sizes (tiles half outside), one row of tiles, and two groups of two chunks of images each (the
+ * chunks' products added up); at most about 1000 elements of each tensor, evenly spread. */
+static double wino_loss(const float *x, const float *w, const float *b, const float *r, float *y,
+                        const st_conv_shape *s, int N, float *ws)
+{
+    st_conv2d_forward(y, x, w, b, s, N, ws, 2, NULL, 0, NULL);
+    double l = 0.0;
+    for (size_t i = 0; i < (size_t)N * s->OC * s->OH * s->OW; i++)
+        l += (double)y[i] * r[i];
+    return l;
+}
+
+static int fd_matches(const char *what, const float *fd, const float *an, size_t n, size_t step)
+{
+    double amax = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++)
+        amax = fmax(amax, fabs(an[i]));
+    int ok = amax > 0.0;
+    for (size_t i = 0; i < n; i += step) {
+        double d = fabs((double)fd[i] - an[i]), lim = 5e-3 * fabs(an[i]) + 2e-3 * amax;
+        ok &= d <= lim;
+        worst = fmax(worst, d / lim);
+    }
+    printf("    %-14s %zu of %zu values, worst |fd - an| / tolerance = %.3g\n", what,
+           (n + step - 1) / step, n, worst);
+    return ok;
+}
+
+static void test_winograd_backward_fd(void)
+{
+    const int shapes[][5] = {{6, 8, 5, 7, 16}, {9, 16, 2, 3, 8}, {30, 8, 6, 6, 32}};
+    /* (N, C, H, W, OC) */
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        int N = shapes[k][0], C = shapes[k][1], H = shapes[k][2], W = shapes[k][3];
+        int OC = shapes[k][4];
+        st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+        CHECK(st_conv_winograd(&s, N));
+        size_t nin = (size_t)N * C * H * W, nout = (size_t)N * OC * H * W, nw = (size_t)OC * C * 9;
+        float *x = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(OC * 4), *r = malloc(nout * 4);
+        float *y = malloc(nout * 4), *dx = malloc(nin * 4), *dw = calloc(nw, 4), *db = calloc(OC, 4);
+        float *fdx = malloc(nin * 4), *fdw = malloc(nw * 4);
+        float *ws = malloc(st_conv_ws_floats(&s, N, 2) * 4);
+        st_rng g;
+        st_rng_seed(&g, 77 + (uint64_t)k);
+        fill(x, nin, &g), fill(w, nw, &g), fill(b, OC, &g), fill(r, nout, &g);
+        st_conv2d_backward(dx, dw, db, r, x, w, &s, N, ws, 2, NULL);
+        const float h = 1e-2f;
+        float *vars[2] = {w, x}, *fds[2] = {fdw, fdx};
+        size_t counts[2] = {nw, nin}, steps[2] = {nw / 1000 + 1, nin / 1000 + 1};
+        for (int v = 0; v < 2; v++)
+            for (size_t i = 0; i < counts[v]; i += steps[v]) {
+                float x0 = vars[v][i], xp = x0 + h, xm = x0 - h;
+                vars[v][i] = xp;
+                double lp = wino_loss(x, w, b, r, y, &s, N, ws);
+                vars[v][i] = xm;
+                double lm = wino_loss(x, w, b, r, y, &s, N, ws);
+                vars[v][i] = x0;
+                fds[v][i] = (float)((lp - lm) / ((double)xp - (double)xm));
+            }
+        printf("  Winograd conv N=%d C=%d %dx%d OC=%d\n", N, C, H, W, OC);
+        CHECK(fd_matches("weight grad", fdw, dw, nw, steps[0]));
+        CHECK(fd_matches("input grad", fdx, dx, nin, steps[1]));
+        free(x), free(w), free(b), free(r), free(y), free(dx), free(dw), free(db), free(fdx);
+        free(fdw), free(ws);
+    }
+}
+
 /* A forward with a weight cache keeps the Winograd transform of the weights it last saw: it runs
  * by Winograd even for one image, and redoes the transform whenever the weights change. */
 static void test_winograd_weight_cache(void)
@@ -728,6 +799,7 @@ int main(void)
     RUN(test_conv_fast_vs_ref);
     RUN(test_conv_lower_levels);
     RUN(test_winograd_nan_inputs);
+    RUN(test_winograd_backward_fd);
     RUN(test_winograd_weight_cache);
     RUN(test_maxpool_fast_vs_ref);
     RUN(test_eval_chunked);
