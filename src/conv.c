@@ -13,10 +13,10 @@
  *             dcol = W^T * dy, dX = col2im(dcol).
  * 3x3 convs with stride 1 and padding 1 (channels multiples of 8, 4 or more images, or any number
  * in evaluation with a weight cache: the CNN's conv2 and conv3) run their forward, input gradient
- * and weight gradient by Winograd F(2x2, 3x3) instead (see st_conv_winograd and the section
- * below), a few images of the group at a time, their 16 small products straight through the GEMM
- * micro-kernel (the weight gradient's through st_sgemm_st), with no im2col. Convs with one input channel and stride 1 (conv1)
- * run their forward without im2col, the micro-kernel reading the padded image in place.
+ * and weight gradient by Winograd F(2x2, 3x3) instead, with no im2col (see st_conv_winograd and
+ * the section below), a few images of the group at a time, their 16 small products straight
+ * through the GEMM micro-kernel. Convs with one input channel and stride 1 (conv1) run their
+ * forward without im2col, the micro-kernel reading the padded image in place.
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
  * added in group order, so the result is bit-identical whatever the number of threads. With fewer
  * groups than threads the im2col path's GEMMs are threaded instead, and the Winograd and

@@ -239,7 +239,8 @@ static void test_winograd_backward_fd(void)
         CHECK(st_conv_winograd(&s, N));
         size_t nin = (size_t)N * C * H * W, nout = (size_t)N * OC * H * W, nw = (size_t)OC * C * 9;
         float *x = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(OC * 4), *r = malloc(nout * 4);
-        float *y = malloc(nout * 4), *dx = malloc(nin * 4), *dw = calloc(nw, 4), *db = calloc(OC, 4);
+        float *y = malloc(nout * 4), *dx = malloc(nin * 4), *dw = calloc(nw, 4);
+        float *db = calloc(OC, 4);
         float *fdx = malloc(nin * 4), *fdw = malloc(nw * 4);
         float *ws = malloc(st_conv_ws_floats(&s, N, 2) * 4);
         st_rng g;
