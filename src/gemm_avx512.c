@@ -54,6 +54,17 @@
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                      \
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00
 
+/* With beta != 0, the tile of C asked for before the k loop (as in gemm_avx2.c). */
+#define UKR_PREFETCH_C()                                                                          \
+    do {                                                                                          \
+        if (beta != 0.0f)                                                                         \
+            for (int i_ = 0; i_ < 8; i_++) {                                                      \
+                _mm_prefetch((const char *)(c + i_ * ldc), _MM_HINT_T0);                          \
+                _mm_prefetch((const char *)(c + i_ * ldc + 16), _MM_HINT_T0);                     \
+                _mm_prefetch((const char *)(c + i_ * ldc + 31), _MM_HINT_T0);                     \
+            }                                                                                     \
+    } while (0)
+
 /* c = alpha * acc (beta == 0, c not read) or fma(beta, c, alpha * acc). */
 #define UKR_STORE(i)                                                                              \
     do {                                                                                          \
@@ -85,6 +96,7 @@ ST_TARGET_AVX512 void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, c
                                          ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                          float beta)
 {
+    UKR_PREFETCH_C();
     UKR_ZERO();
 #define A_AT(i) (a + (i))
     for (int k = 0; k < kc; k++) {
@@ -100,6 +112,7 @@ ST_TARGET_AVX512 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t 
                                               const float *b, ptrdiff_t rsb, float *c,
                                               ptrdiff_t ldc, float alpha, float beta)
 {
+    UKR_PREFETCH_C();
     UKR_ZERO();
     const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa, *a4 = a + 4 * sa;
     const float *a5 = a + 5 * sa, *a6 = a + 6 * sa, *a7 = a + 7 * sa;
@@ -129,6 +142,7 @@ ST_TARGET_AVX512 void st_gemm_ukr_win_avx512(int kh, int kw, const float *a, ptr
 #undef UKR_STEP
 #undef UKR_ROW
 #undef UKR_ZERO
+#undef UKR_PREFETCH_C
 #undef UKR_STORE
 #undef UKR_STORE_ALL
 
