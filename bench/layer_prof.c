@@ -5,8 +5,9 @@
  * Builds one of the tutorial's models (default: the CNN), feeds it random images, and times each
  * layer's forward and backward pass over `steps` steps (after two warm-up steps). With "eval" as
  * the fourth argument it times inference (evaluation mode) only; at batch 1 with 2 or more threads
- * it then also times whole passes alone and by a team of threads (st_forward_team), alternated. LAYER_PROF_NO_WINOGRAD=1 runs
- * every conv by im2col + GEMM (to compare). Uses the library's internal headers. */
+ * it then also times whole passes alone and by a team of threads (st_forward_team), alternated.
+ * LAYER_PROF_NO_WINOGRAD=1 runs every conv by im2col + GEMM (to compare). Uses the library's
+ * internal headers. */
 #include "model.h"
 #include "conv.h"
 #include "gemm.h"

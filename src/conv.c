@@ -713,61 +713,40 @@ ST_VEC_CLONES static void wino_grad_weights(float *restrict dw, const float *res
     }
 }
 
-/* C[T][O] = A[T][I] * B[I][O] (row-major, rows I, O, O floats apart) straight through the GEMM
- * micro-kernel, A and B read in place: the Winograd products are small (I = 16 to 64) and many, so
- * the blocked GEMM's planning and edge packing cost a good share of their time. A tile's rows
- * past T read whatever follows A (the caller keeps mr - 1 rows of readable memory there) and go
- * to a scratch tile, so only C's own rows are written. Every element is the same FMA chain over
- * k as in st_sgemm_st, which this falls back to where O is not a multiple of the tile's width. */
-static void small_gemm(int T, int O, int I, const float *A, const float *B, float *C)
-{
-    const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
-    int mr = kr->mr, nr = kr->nr;
-    if (O % nr) {
-        st_sgemm_st(0, 0, T, O, I, 1.0f, A, I, B, O, 0.0f, C, O);
-        return;
-    }
-    _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
-    for (int t = 0; t < T; t += mr)
-        for (int o = 0; o < O; o += nr) {
-            const float *a = A + (size_t)t * I;
-            if (t + mr <= T) {
-                kr->ukr_rows(I, a, I, B + o, O, C + (size_t)t * O + o, O, 1.0f, 0.0f);
-                continue;
-            }
-            kr->ukr_rows(I, a, I, B + o, O, tile, nr, 1.0f, 0.0f);
-            for (int i = 0; t + i < T; i++)
-                memcpy(C + (size_t)(t + i) * O + o, tile + (size_t)i * nr, sizeof(float) * nr);
-        }
-}
-
-/* C[M][N] = A^T B (beta 0) or C + A^T B (beta 1), A stored K x M (lda floats a row), B K x N
- * (ldb), straight through the micro-kernel reading A^T in place (its rows' values at each k are
- * contiguous), as small_gemm does for the forward's products. A tile's rows past M read the next
- * floats of A (up to mr - 1 past its end: the caller keeps them readable) and are dropped. */
-static void small_gemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                          float beta, float *C, int ldc)
+/* C[M][N] = op(A) B (beta 0) or C + op(A) B (beta 1), op(A) = A (ta = 0: M x K, rows lda floats
+ * apart) or A^T (ta = 1: A stored K x M), B K x N (ldb), straight through the GEMM micro-kernel
+ * with A and B read in place: the Winograd products are small (K = 16 to 64 channels, or a
+ * chunk's tiles) and many, so the blocked GEMM's planning and edge packing cost a good share of
+ * their time. A tile's rows past M read whatever follows them in A (rows of A: the caller keeps
+ * mr - 1 rows of readable memory after A; A^T: up to mr - 1 floats past its end) and go to a
+ * scratch tile, so only C's own rows are written. Every element is the same FMA chain over k as
+ * in st_sgemm_st, which this falls back to where N is not a multiple of the tile's width. */
+static void small_gemm(int ta, int M, int N, int K, const float *A, int lda, const float *B,
+                       int ldb, float beta, float *C, int ldc)
 {
     const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
     int mr = kr->mr, nr = kr->nr;
     if (N % nr) {
-        st_sgemm_st(1, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        st_sgemm_st(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    st_gemm_ukr_fn ukr = ta ? kr->ukr : kr->ukr_rows;
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
-    for (int i = 0; i < M; i += mr)
+    for (int i = 0; i < M; i += mr) {
+        const float *a = ta ? A + i : A + (size_t)i * lda;
         for (int j = 0; j < N; j += nr) {
             if (i + mr <= M) {
-                kr->ukr(K, A + i, lda, B + j, ldb, C + (size_t)i * ldc + j, ldc, 1.0f, beta);
+                ukr(K, a, lda, B + j, ldb, C + (size_t)i * ldc + j, ldc, 1.0f, beta);
                 continue;
             }
-            kr->ukr(K, A + i, lda, B + j, ldb, tile, nr, 1.0f, 0.0f);
+            ukr(K, a, lda, B + j, ldb, tile, nr, 1.0f, 0.0f);
             for (int r = 0; i + r < M; r++) {
                 float *c = C + (size_t)(i + r) * ldc + j;
                 for (int q = 0; q < nr; q++)
                     c[q] = beta != 0.0f ? c[q] + tile[r * nr + q] : tile[r * nr + q];
             }
         }
+    }
 }
 
 /* The conv (or its input gradient) of images [0, n) by Winograd, a chunk at a time, into
@@ -790,8 +769,8 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
         }
         /* (small_gemm reads up to mr - 1 rows past each product's V: the next one's, then M) */
         for (int xi = 0; xi < 16; xi++)
-            small_gemm(T, O, I, V + (size_t)xi * T * I, U + (size_t)xi * I * O,
-                       M + (size_t)xi * T * O);
+            small_gemm(0, T, O, I, V + (size_t)xi * T * I, I, U + (size_t)xi * I * O, O, 0.0f,
+                       M + (size_t)xi * T * O, O);
         for (int j = 0; j < cn; j++)
             wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, H, W, &g,
                         junk, 0, g.TH);
@@ -987,10 +966,10 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
             wino_hwc(sp.hwc, dy + (size_t)(j0 + j) * P, ldy, O, H, W, &g, 0, g.Hp);
             wino_grad_output(sp.M, (size_t)T * O, j * g.T, sp.hwc, O, &g);
         }
-        /* dU[xi] (+)= dM[xi]^T * V[xi] (small_gemm_tn reads past M's last product: junk) */
+        /* dU[xi] (+)= dM[xi]^T * V[xi] (small_gemm reads past M's last product: junk) */
         for (int xi = 0; xi < 16; xi++)
-            small_gemm_tn(O, C, T, sp.M + (size_t)xi * T * O, O, sp.V + (size_t)xi * T * C, C,
-                          j0 ? 1.0f : 0.0f, dU + (size_t)xi * O * C, C);
+            small_gemm(1, O, C, T, sp.M + (size_t)xi * T * O, O, sp.V + (size_t)xi * T * C, C,
+                       j0 ? 1.0f : 0.0f, dU + (size_t)xi * O * C, C);
     }
     wino_grad_weights(dw, dU, C, O);
 }
@@ -1280,8 +1259,8 @@ void st_conv_forward_member(float *out, const float *inp, const float *w, const 
     while (st_team_item(me, nx, &it)) {
         st_team_part(16, nx, it, &lo, &hi);
         for (int xi = lo; xi < hi; xi++)
-            small_gemm(T, OC, I, V + (size_t)xi * T * I, U + (size_t)xi * I * OC,
-                       M + (size_t)xi * T * OC);
+            small_gemm(0, T, OC, I, V + (size_t)xi * T * I, I, U + (size_t)xi * I * OC, OC,
+                       0.0f, M + (size_t)xi * T * OC, OC);
         st_team_item_done(me);
     }
     st_team_phase_end(me, nx);
