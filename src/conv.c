@@ -409,6 +409,82 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
     }
 }
 
+/* The maximum so far p and the next candidate n of a max pool: n where it is greater, or a NaN
+ * after a number (PyTorch's rule, as kernels.c's pool applies it), lane by lane. */
+static inline v4f pool_max4(v4f p, v4f n)
+{
+    v4i t = ((n > p) | (n != n)) & (p == p);
+    return (v4f)((t & (v4i)n) | (~t & (v4i)p));
+}
+
+static inline float pool_max1(float p, float n)
+{
+    return ((n > p) || n != n) && p == p ? n : p;
+}
+
+/* affine_transpose's values (without sums), 2x2 max-pooled with stride 2 as they are written:
+ * src holds 2 * PH rows of OW pixels x OC channels; dst[oc * ldd + i * (OW / 2) + j] receives
+ * the maximum of window (i, j) (an odd last column is dropped, as PyTorch's floor mode does).
+ * The pool compares the affine map's (and ReLU's) output in kernels.c's order (the top pair,
+ * the bottom pair, then those two), so the values are those of the layers run one by one. */
+ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
+                                                const float *restrict src, int PH, int OW,
+                                                int OC, const float *scale, const float *shift,
+                                                int relu)
+{
+    int PW = OW / 2, oc4 = OC & ~3;
+    size_t row = (size_t)OW * OC;
+    for (int o = 0; o < oc4; o += 4) {
+        v4f k = {1, 1, 1, 1}, b = {0, 0, 0, 0}, zero = {0, 0, 0, 0};
+        if (scale)
+            memcpy(&k, scale + o, sizeof k);
+        if (shift)
+            memcpy(&b, shift + o, sizeof b);
+        for (int i = 0; i < PH; i++) {
+            const float *s0 = src + 2 * (size_t)i * row + o;
+            float *d = dst + (size_t)o * ldd + (size_t)i * PW;
+            if (PW < 4)
+                break; /* (the scalar loop below) */
+            for (int j = 0;; j += 4) {
+                j = j > PW - 4 ? PW - 4 : j; /* the last four overlap: the same values again */
+                v4f r[4], c[4];
+                for (int q = 0; q < 4; q++) {
+                    const float *p = s0 + (size_t)2 * (j + q) * OC;
+                    v4f v[4];
+                    memcpy(&v[0], p, sizeof v[0]), memcpy(&v[1], p + OC, sizeof v[1]);
+                    memcpy(&v[2], p + row, sizeof v[2]), memcpy(&v[3], p + row + OC, sizeof v[3]);
+                    for (int e = 0; e < 4; e++) {
+                        v[e] = v[e] * k + b;
+                        if (relu) /* keep v where v > 0 or v is NaN */
+                            v[e] = (v4f)((v4i)v[e] & ((v[e] > zero) | (v[e] != v[e])));
+                    }
+                    r[q] = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
+                }
+                transpose4(c, r);
+                for (int e = 0; e < 4; e++)
+                    memcpy(d + (size_t)e * ldd + j, &c[e], sizeof c[e]);
+                if (j == PW - 4)
+                    break;
+            }
+        }
+    }
+    for (int oc = 0; oc < OC; oc++) { /* what the blocks left: rows under 4 windows, OC % 4 */
+        if (oc < oc4 && PW >= 4)
+            continue;
+        float kk = scale ? scale[oc] : 1.0f, bb = shift ? shift[oc] : 0.0f;
+        for (int i = 0; i < PH; i++)
+            for (int j = 0; j < PW; j++) {
+                const float *p = src + 2 * (size_t)i * row + (size_t)2 * j * OC + oc;
+                float v[4] = {p[0] * kk + bb, p[OC] * kk + bb, p[row] * kk + bb,
+                              p[row + OC] * kk + bb};
+                for (int e = 0; relu && e < 4; e++)
+                    v[e] = st_relu(v[e]);
+                dst[(size_t)oc * ldd + (size_t)i * PW + j] =
+                    pool_max1(pool_max1(v[0], v[1]), pool_max1(v[2], v[3]));
+            }
+    }
+}
+
 /* The GEMM a group runs: threaded itself (inner: a single group, see run_groups), or on the
  * calling thread. Both compute the same result. */
 typedef void (*gemm_fn)(int, int, int, int, int, float, const float *, int, const float *, int,
@@ -867,6 +943,7 @@ typedef struct conv_call {
     int wino;           /* forward and input gradient by Winograd (st_conv_winograd) */
     const float *panel; /* forward of one input channel (direct_fits): direct_weights, or NULL */
     float *U;           /* Winograd: the transformed weights, 16 x C x OC floats */
+    float *pooled;      /* forward (evaluation): out's 2x2 max pool is written here instead */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
@@ -879,6 +956,14 @@ typedef struct conv_call {
 static void write_group_t(const conv_call *c, int lo, int gn, const float *yt, double *gstats)
 {
     int P = c->P, OC = c->s->OC;
+    if (c->pooled) {
+        int PH = c->s->OH / 2, PW = c->s->OW / 2;
+        for (int j = 0; j < gn; j++)
+            affine_pool_transpose(c->pooled + (size_t)(lo + j) * OC * PH * PW, (size_t)PH * PW,
+                                  yt + (size_t)j * P * OC, PH, c->s->OW, OC, c->scale, c->b,
+                                  c->relu);
+        return;
+    }
     if (gstats)
         memset(gstats, 0, sizeof(double) * 2 * (size_t)OC);
     for (int j = 0; j < gn; j++)
@@ -1127,15 +1212,25 @@ int st_conv_forward_transposed(const st_conv_shape *s, int N)
     return tiled(n, s->OC, kr->mr, kr->nr) < tiled(s->OC, n, kr->mr, kr->nr);
 }
 
-void st_conv2d_forward_affine(float *out, const float *inp, const float *w, const float *scale,
-                              const float *shift, const st_conv_shape *s, int N, float *ws,
-                              int nthreads, int relu, float *wcache)
+int st_conv_forward_pools(const st_conv_shape *s, int N, int cached)
+{
+    /* every path but the untransposed GEMM (y = W * col, rows scattered) writes from y^T */
+    return direct_fits(s) || st_conv_winograd(s, N) || (cached && winograd_on && wino_fits(s)) ||
+           st_conv_forward_transposed(s, N);
+}
+
+int st_conv2d_forward_affine(float *out, float *pooled, const float *inp, const float *w,
+                             const float *scale, const float *shift, const st_conv_shape *s,
+                             int N, float *ws, int nthreads, int relu, float *wcache)
 {
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.scale = scale, c.b = shift, c.out = out, c.relu = relu;
     c.transposed = st_conv_forward_transposed(s, N);
     forward_weights(&c, w, wcache);
+    if (pooled && st_conv_forward_pools(s, N, wcache != NULL))
+        c.pooled = pooled;
     run_groups(&c, nthreads, forward_group);
+    return c.pooled != NULL;
 }
 
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -1214,9 +1309,25 @@ void st_conv_member_weights(const float *w, const st_conv_shape *s, float *wcach
         cached_wino_weights(w, s, wcache);
 }
 
-void st_conv_forward_member(float *out, const float *inp, const float *w, const float *scale,
-                            const float *shift, const st_conv_shape *s, float *ws, int nthreads,
-                            int relu, const float *wcache, st_member *me)
+/* Output rows [r0, r1) (r0 even; with pooled, r1 too) from their rows of yt into the planes. */
+static void member_write(float *out, float *pooled, const float *yt, const st_conv_shape *s,
+                         int r0, int r1, const float *scale, const float *shift, int relu)
+{
+    int OC = s->OC, OW = s->OW;
+    if (pooled) {
+        int PW = OW / 2;
+        affine_pool_transpose(pooled + (size_t)(r0 / 2) * PW, (size_t)(s->OH / 2) * PW,
+                              yt + (size_t)r0 * OW * OC, (r1 - r0) / 2, OW, OC, scale, shift,
+                              relu);
+        return;
+    }
+    affine_transpose(out + (size_t)r0 * OW, (size_t)s->OH * OW, yt + (size_t)r0 * OW * OC,
+                     (r1 - r0) * OW, OC, scale, shift, relu, NULL);
+}
+
+void st_conv_forward_member(float *out, float *pooled, const float *inp, const float *w,
+                            const float *scale, const float *shift, const st_conv_shape *s,
+                            float *ws, int nthreads, int relu, const float *wcache, st_member *me)
 {
     conv_call c = conv_call_init(s, 1, ws, nthreads);
     int P = c.P, OC = s->OC, OW = s->OW, lo, hi, it;
@@ -1224,18 +1335,19 @@ void st_conv_forward_member(float *out, const float *inp, const float *w, const 
     float *yt = ws + c.colf;                              /* y^T, in member 0's scratch */
     if (direct_fits(s)) {
         float *panel = mine, *xp = mine + c.colf + (size_t)OC * c.G * P;
+        /* items of output rows, or of pairs of them (pooled) */
+        int rows = pooled ? s->OH / 2 : s->OH, step = pooled ? 2 : 1;
         int n = st_team_items(me->size), ready = 0;
-        n = n < s->OH ? n : s->OH;
+        n = n < rows ? n : rows;
         while (st_team_item(me, n, &it)) {
             if (!ready) {
                 direct_weights(panel, w, s, st_gemm_kernel_for_level(st_cpu_level())->nr);
                 direct_pad(xp, inp, s);
                 ready = 1;
             }
-            st_team_part(s->OH, n, it, &lo, &hi);
-            direct_rows(yt, xp, panel, s, lo, hi);
-            affine_transpose(out + (size_t)lo * OW, (size_t)P, yt + (size_t)lo * OW * OC,
-                             (hi - lo) * OW, OC, scale, shift, relu, NULL);
+            st_team_part(rows, n, it, &lo, &hi);
+            direct_rows(yt, xp, panel, s, step * lo, step * hi);
+            member_write(out, pooled, yt, s, step * lo, step * hi, scale, shift, relu);
             st_team_item_done(me);
         }
         st_team_phase_end(me, n);
@@ -1267,9 +1379,10 @@ void st_conv_forward_member(float *out, const float *inp, const float *w, const 
     while (st_team_item(me, n, &it)) {
         st_team_part(g.TH, n, it, &lo, &hi);
         wino_output(yt, M, (size_t)T * OC, 0, OC, s->OH, OW, &g, junk, lo, hi);
-        int r0 = 2 * lo, r1 = 2 * hi < s->OH ? 2 * hi : s->OH;
-        affine_transpose(out + (size_t)r0 * OW, (size_t)P, yt + (size_t)r0 * OW * OC,
-                         (r1 - r0) * OW, OC, scale, shift, relu, NULL);
+        /* (pooled: tile rows are the pool's rows; an odd last row is dropped) */
+        int lim = pooled ? s->OH & ~1 : s->OH, r0 = 2 * lo, r1 = 2 * hi < lim ? 2 * hi : lim;
+        if (r1 > r0)
+            member_write(out, pooled, yt, s, r0, r1, scale, shift, relu);
         st_team_item_done(me);
     }
     st_team_phase_end(me, n);

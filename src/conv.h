@@ -32,10 +32,17 @@ void st_conv2d_forward(float *out, const float *inp, const float *w, const float
 /* Evaluation: out = max(conv(inp, w) * scale[oc] + shift[oc], 0) (without the max: relu = 0),
  * i.e. a conv without bias followed by a per-channel affine map (a batch norm). The GEMM is run
  * in whichever orientation wastes less of the micro-kernel's tiles for this shape: W * col, or
- * col^T * W^T with pixels along the tile's rows (OC = 16, 32, 64 fills 16-wide tiles exactly). */
-void st_conv2d_forward_affine(float *out, const float *inp, const float *w, const float *scale,
-                              const float *shift, const st_conv_shape *s, int N, float *ws,
-                              int nthreads, int relu, float *wcache);
+ * col^T * W^T with pixels along the tile's rows (OC = 16, 32, 64 fills 16-wide tiles exactly).
+ * pooled: NULL, or room for the 2x2, stride-2 max pool of out (N x OC x OH/2 x OW/2, PyTorch's
+ * rule for ties and NaN): where this shape's path can (every one but the untransposed GEMM),
+ * the pool's output is written there as the values are made, out is not written, and it returns
+ * 1; else it returns 0 (out written, not pooled). */
+int st_conv2d_forward_affine(float *out, float *pooled, const float *inp, const float *w,
+                             const float *scale, const float *shift, const st_conv_shape *s,
+                             int N, float *ws, int nthreads, int relu, float *wcache);
+/* Whether st_conv2d_forward_affine pools as it writes for this shape and batch (cached: with a
+ * weight cache). */
+int st_conv_forward_pools(const st_conv_shape *s, int N, int cached);
 /* Whether st_conv2d_forward and st_conv2d_forward_affine run their GEMM as col^T * W^T for this
  * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
@@ -76,12 +83,14 @@ typedef struct st_conv_bn_grad {
 int st_conv_member_fits(const st_conv_shape *s, int cached);
 /* On one thread, before the team starts: brings wcache up to date with w (Winograd). */
 void st_conv_member_weights(const float *w, const st_conv_shape *s, float *wcache);
-/* Member me's part of st_conv2d_forward_affine(out, inp, ..., N = 1, ...) (scale NULL: 1; shift:
- * the bias or NULL), every member of the team calling it with the same arguments, as the team's
- * next phases; ws is shared by the team (nthreads > every member's id). */
-void st_conv_forward_member(float *out, const float *inp, const float *w, const float *scale,
-                            const float *shift, const st_conv_shape *s, float *ws, int nthreads,
-                            int relu, const float *wcache, st_member *me);
+/* Member me's part of st_conv2d_forward_affine(out, pooled, inp, ..., N = 1, ...) (scale NULL: 1;
+ * shift: the bias or NULL; pooled: NULL, or always pooled there), every member of the team
+ * calling it with the same arguments, as the team's next phases; ws is shared by the team
+ * (nthreads > every member's id). */
+void st_conv_forward_member(float *out, float *pooled, const float *inp, const float *w,
+                            const float *scale, const float *shift, const st_conv_shape *s,
+                            float *ws, int nthreads, int relu, const float *wcache,
+                            st_member *me);
 
 /* bn: NULL, or dout is the gradient of that batch norm's output (see st_conv_bn_grad). */
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,

@@ -597,15 +597,20 @@ static void bn_eval_affine(st_layer *l)
 /* Evaluation mode, conv + batch norm (+ ReLU): the conv writes the batch norm's (or the ReLU's)
  * output directly, one pass instead of three: out = conv(x) * scale + shift, with
  *     scale = g / sqrt(var + eps),   shift = (b - mean) * scale + beta.
- * Equal to conv-then-batch-norm up to float rounding; the weights themselves are not touched. */
+ * Equal to conv-then-batch-norm up to float rounding; the weights themselves are not touched.
+ * With a 2x2 max pool after the ReLU (pool_after), the conv writes the pool's output instead
+ * where its path can (the same values; the pool then has nothing to do: pooled_by_conv). */
 static void conv_bn_eval_forward(st_model *m, st_layer *l, const float *in, int n)
 {
-    st_layer *bn = l->bn_next;
+    st_layer *bn = l->bn_next, *pool = bn->pool_after;
     float *scale = l->bn_affine, *shift = scale + l->conv.oc;
     bn_eval_affine(l);
     st_conv_shape s = conv_shape(l);
-    st_conv2d_forward_affine(bn->out, in, l->w, scale, shift, &s, n, m->ws, m->ws_threads,
-                             bn->relu_fused, l->wcache);
+    int pooled = st_conv2d_forward_affine(bn->out, pool ? pool->out : NULL, in, l->w, scale,
+                                          shift, &s, n, m->ws, m->ws_threads, bn->relu_fused,
+                                          l->wcache);
+    if (pool && pool->pooled_by_conv != pooled) /* (a team's members may be reading it) */
+        pool->pooled_by_conv = pooled;
 }
 
 void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
@@ -652,7 +657,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
         if (ref)
             maxpool2d_forward_ref(l->out, l->argmax, in, n, l->in_c, l->in_h, l->in_w, l->pool.k,
                                   l->pool.s);
-        else
+        else if (m->training || !l->pooled_by_conv) /* else the conv before it wrote this */
             maxpool_forward(l, in, n, m->training);
         break;
     case ST_L_DROPOUT:
@@ -808,13 +813,18 @@ static const float *layer_member(st_model *m, st_layer *l, const float *in, st_m
         const st_layer *bn = l->bn_next;
         if (!st_conv_member_fits(&s, l->wcache != NULL))
             break;
-        /* with a batch norm, it writes that one's (or its ReLU's) output, and applies it */
-        st_conv_forward_member(bn ? bn->out : out, in, l->w, bn ? l->bn_affine : NULL,
+        /* with a batch norm, it writes that one's (or its ReLU's, or the max pool's after
+         * them) output, and applies them (pooled_by_conv: see st_forward_team) */
+        st_layer *pool = bn ? bn->pool_after : NULL;
+        st_conv_forward_member(bn ? bn->out : out, pool ? pool->out : NULL, in, l->w,
+                               bn ? l->bn_affine : NULL,
                                bn ? l->bn_affine + l->conv.oc : l->b, &s, m->ws, m->ws_threads,
                                bn ? bn->relu_fused : 0, l->wcache, me);
         return out;
     }
     case ST_L_MAXPOOL:
+        if (l->pooled_by_conv)
+            return out;
         if (l->pool.k != 2 || l->pool.s != 2)
             break;
         n = team_items(me, (double)l->in_c * l->in_h * l->in_w);
@@ -885,6 +895,11 @@ void st_forward_team(st_model *m, const float *x, int size)
             bn_eval_affine(l);
         if (l->wcache)
             st_conv_member_weights(l->w, &s, l->wcache);
+        /* known before the team starts: members skip the pool's phase by it (whether the conv
+         * runs as members, which always pool, or whole as one item) */
+        st_layer *pool = l->bn_next ? l->bn_next->pool_after : NULL;
+        if (pool)
+            pool->pooled_by_conv = st_conv_forward_pools(&s, 1, l->wcache != NULL);
     }
     st_team team;
     atomic_init(&team.next, 0);

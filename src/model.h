@@ -59,6 +59,8 @@ typedef struct st_layer {
                                     ReLU's output is not written), and the batch norm does the
                                     pool's backward (from its output gradient and argmax) */
     struct st_layer *bn_before; /* max pool: that batch norm (see pool_after) */
+    int pooled_by_conv;   /* max pool with bn_before, evaluation: the conv before that batch norm
+                             wrote this output in the last forward (kernels.c) */
     float *xmax;          /* max pool with bn_before: the batch norm's input (the conv's output)
                              at each argmax, written by the training forward, so that the
                              backward passes read them in order instead of gathering them */

@@ -43,6 +43,36 @@ typedef struct conv_case {
     int N, C, H, W, OC, K, S, P;
 } conv_case;
 
+static int pooled_cases;
+
+/* st_conv2d_forward_affine with a 2x2 max pool after it (evaluation's conv, batch norm, ReLU,
+ * pool): y is the same call's output unpooled. Where it pools as it writes (can_pool), the values
+ * are the reference pool of y to the bit (ties and NaN by PyTorch's rule); elsewhere it must say
+ * it did not pool and write y. */
+static void check_pooled(const st_conv_shape *s, int N, const float *x, const float *w,
+                         const float *scale, const float *shift, float *ws, int nt, int relu,
+                         const float *y, int can_pool)
+{
+    int PH = s->OH / 2, PW = s->OW / 2;
+    if (PH < 1 || PW < 1)
+        return;
+    size_t nout = (size_t)N * s->OC * s->OH * s->OW, np = (size_t)N * s->OC * PH * PW;
+    float *full = malloc(nout * 4), *got = malloc(np * 4), *want = malloc(np * 4);
+    int32_t *am = malloc(np * sizeof(int32_t));
+    memset(got, 0, np * 4);
+    int pooled = st_conv2d_forward_affine(full, got, x, w, scale, shift, s, N, ws, nt, relu, NULL);
+    CHECKF(pooled == can_pool, "pooled %d, expected %d", pooled, can_pool);
+    if (pooled) {
+        maxpool2d_forward_ref(want, am, y, N, s->OC, s->OH, s->OW, 2, 2);
+        CHECKF(memcmp(got, want, np * 4) == 0, "conv C=%d %dx%d OC=%d, pooled as written: "
+               "differs from its output pooled", s->C, s->H, s->W, s->OC);
+        pooled_cases++;
+    } else {
+        CHECK(memcmp(full, y, nout * 4) == 0);
+    }
+    free(full), free(got), free(want), free(am);
+}
+
 static void test_conv_fast_vs_ref(void)
 {
     const conv_case cases[] = {
@@ -68,6 +98,7 @@ static void test_conv_fast_vs_ref(void)
     st_rng_seed(&r, 42);
     int orientation[2] = {0, 0}; /* cases run by st_conv2d_forward_affine as W * col, col^T * W^T */
     int wino_cases = 0, direct_cases = 0;
+    pooled_cases = 0;
     /* each case once as it runs by default, and once more by im2col where that is Winograd */
     for (size_t t = 0, off = 0; t < sizeof cases / sizeof *cases; t += off, off = !off) {
         const conv_case *c = &cases[t];
@@ -135,14 +166,21 @@ static void test_conv_fast_vs_ref(void)
             y1[i] = relu && v < 0.0f ? 0.0f : v;
         }
         memset(y2, 0, nout * 4);
-        orientation[st_conv_forward_transposed(&s, c->N)]++;
-        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu, NULL);
+        int transposed = st_conv_forward_transposed(&s, c->N);
+        orientation[transposed]++;
+        CHECK(st_conv2d_forward_affine(y2, NULL, x, w, scale, shift, &s, c->N, ws, nt, relu,
+                                       NULL) == 0);
         CHECK(maxdiff(relu ? "affine + ReLU output" : "affine output", y1, y2, nout, kfw + 1) <
               tol);
+        /* with a 2x2 max pool after it: the pool of that output, to the bit, where the path
+         * pools as it writes (all but the untransposed GEMM); the reference pool's otherwise */
+        int can_pool = wino || direct || transposed;
+        check_pooled(&s, c->N, x, w, scale, shift, ws, nt, relu, y2, can_pool);
         /* a NaN weight makes its channel's outputs NaN, through the ReLU too; not the others' */
         w[0] = NAN;
-        st_conv2d_forward_affine(y2, x, w, scale, shift, &s, c->N, ws, nt, relu, NULL);
+        st_conv2d_forward_affine(y2, NULL, x, w, scale, shift, &s, c->N, ws, nt, relu, NULL);
         CHECK(y2[0] != y2[0] && y2[nout - 1] == y2[nout - 1]);
+        check_pooled(&s, c->N, x, w, scale, shift, ws, nt, relu, y2, can_pool);
         free(scale), free(shift);
         free(x), free(w), free(b), free(y1), free(y2), free(dy), free(dx1), free(dx2);
         free(dw1), free(dw2), free(db1), free(db2), free(ws);
@@ -152,6 +190,8 @@ static void test_conv_fast_vs_ref(void)
            "one-channel forward\n", orientation[0], orientation[1], wino_cases, direct_cases);
     CHECK(orientation[0] > 0 && orientation[1] > 0);
     CHECK(wino_cases == 9 && direct_cases == 7);
+    printf("  pooled as written: %d cases\n", pooled_cases);
+    CHECK(pooled_cases > 0);
 }
 
 /* The convs again with each lower kernel level this CPU runs (the one-channel forward calls the

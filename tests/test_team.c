@@ -99,10 +99,20 @@ static void test_conv_members(void)
         CHECKF(st_conv_member_fits(&s, nc > 0), "case %zu has no team path", t);
         int relu = (int)(t % 2);
         const float *sc = t % 3 == 2 ? NULL : scale; /* (NULL: a conv's bias, no batch norm) */
-        st_conv2d_forward_affine(y0, x, w, sc, shift, &s, 1, ws, 4, relu, nc ? cache : NULL);
+        /* pooled: every other round, where there is a 2x2 window */
+        int PH = OH / 2, PW = OW / 2;
+        size_t np = (size_t)OC * PH * PW;
+        float *p0 = malloc(np * 4 + 4), *p1 = malloc(np * 4 + 4);
+        CHECK(st_conv2d_forward_affine(y0, NULL, x, w, sc, shift, &s, 1, ws, 4, relu,
+                                       nc ? cache : NULL) == 0);
+        if (np)
+            CHECK(st_conv2d_forward_affine(y1, p0, x, w, sc, shift, &s, 1, ws, 4, relu,
+                                           nc ? cache : NULL) == 1);
         st_conv_member_weights(w, &s, nc ? cache : NULL);
-        for (int size = 1; size <= 4; size++) {
+        for (int round = 0; round < (np ? 8 : 4); round++) {
+            int size = round % 4 + 1, pool = round >= 4;
             memset(y1, 0, nout * 4);
+            memset(p1, 0, np * 4);
             st_team team;
             atomic_init(&team.next, 0);
             atomic_init(&team.done, 0);
@@ -110,26 +120,28 @@ static void test_conv_members(void)
 #pragma omp parallel num_threads(size)
             {
                 st_member me = {&team, omp_get_thread_num(), omp_get_num_threads(), 0, -1};
-                st_conv_forward_member(y1, x, w, sc, shift, &s, ws, 4, relu, cache, &me);
+                st_conv_forward_member(y1, pool ? p1 : NULL, x, w, sc, shift, &s, ws, 4, relu,
+                                       cache, &me);
                 st_team_wait(&me, me.base); /* all of it, as the next layer would */
                 if (me.ticket >= 0 && me.ticket < me.base)
 #pragma omp atomic write
                     phases_ok = 0;
             }
             CHECKF(phases_ok, "case %zu, %d members: a ticket left unused", t, size);
-            CHECKF(memcmp(y0, y1, nout * 4) == 0,
-                   "conv C=%d %dx%d OC=%d k=%d, %d members: differs from one thread", C, H, W,
-                   OC, K, size);
+            CHECKF(pool ? memcmp(p0, p1, np * 4) == 0 : memcmp(y0, y1, nout * 4) == 0,
+                   "conv C=%d %dx%d OC=%d k=%d, %d members%s: differs from one thread", C, H, W,
+                   OC, K, size, pool ? ", pooled" : "");
             runs++;
         }
         free(x), free(w), free(scale), free(shift), free(y0), free(y1), free(cache), free(ws);
+        free(p0), free(p1);
     }
     /* no team path (the model runs them whole, on one member): one channel whose weight panels
      * would not fit in a member's scratch; Winograd without a cache */
     st_conv_shape small = {1, 5, 6, 40, 3, 3, 1, 1, 5, 6};
     st_conv_shape wino = {16, 14, 14, 32, 3, 3, 1, 1, 14, 14};
     CHECK(!st_conv_member_fits(&small, 0) && !st_conv_member_fits(&wino, 0));
-    printf("  %d conv shapes by teams of 1 to 4 (%d runs)\n",
+    printf("  %d conv shapes by teams of 1 to 4, pooled or not (%d runs)\n",
            (int)(sizeof cases / sizeof *cases), runs);
 }
 
