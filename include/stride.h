@@ -119,9 +119,10 @@ void st_model_layer_info(const st_model *m, int i, st_layer_info *info);
  * layer followed by a ReLU shows the ReLU's output (the blocks' outputs are exact). In evaluation
  * mode a forward of more than 64 images runs 64 at a time, and the layers before the last then
  * hold the last chunk's images only (the logits are always complete); a convolution followed by
- * batch norm applies the batch norm as it writes, so only the batch norm's output is kept. In
- * training mode, a batch norm and ReLU followed by a 2x2 max pool are applied by the pool as it
- * reads the convolution's output, so their own output is not kept (the pool's is). */
+ * batch norm applies the batch norm as it writes, so only the batch norm's output is kept, and
+ * where a ReLU and a 2x2 max pool follow, only the pool's. In training mode, a batch norm and
+ * ReLU followed by a 2x2 max pool are applied by the pool as it reads the convolution's output,
+ * so their own output is not kept (the pool's is). */
 const float *st_model_layer_output(const st_model *m, int i);
 
 /* Named tensors in PyTorch state_dict order: parameters and buffers (BatchNorm running_mean,
