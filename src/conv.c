@@ -79,11 +79,14 @@ static int wino_fits(const st_conv_shape *s);
 static const float *cached_wino_weights(const float *w, const st_conv_shape *s, float *wcache);
 
 /* A thread's col: im2col's [CKK][G*P], or (at least) the 16 x C x OC floats of Winograd's
- * weight gradient in the transformed domain (wino_weight_grad), where that path runs. */
+ * weight gradient in the transformed domain (wino_weight_grad), or one image's output gradient
+ * channels-last for the one-channel weight gradient (direct_weight_grad), where those run. */
 static size_t col_floats(const st_conv_shape *s, size_t G)
 {
-    size_t n = (size_t)s->C * s->KH * s->KW * G * s->OH * s->OW;
+    size_t P = (size_t)s->OH * s->OW, n = (size_t)s->C * s->KH * s->KW * G * P;
     size_t u = wino_fits(s) ? 16 * (size_t)s->C * s->OC : 0;
+    if (direct_fits(s))
+        u = P * (size_t)((s->OC + ST_GEMM_NR_MAX - 1) / ST_GEMM_NR_MAX * ST_GEMM_NR_MAX);
     return n > u ? n : u;
 }
 
@@ -348,13 +351,13 @@ static inline void transpose4(v4f o[4], const v4f r[4])
     o[2] = ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), o[3] = ST_SHUFFLE4(t1, t3, 2, 3, 6, 7);
 }
 
-/* dst[oc * ldd + p] = f(src[p][oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale
+/* dst[oc * ldd + p] = f(src[p * lds + oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale
  * or shift NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a
  * transpose in one pass, in 4 x 4 blocks (transpose4). With stats (only without relu), also adds
  * the sum and the sum of squares of each channel's values written to stats[2 oc],
  * stats[2 oc + 1], in double: one lane per pixel p mod 4. */
 ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
-                                           const float *restrict src, int P, int OC,
+                                           const float *restrict src, size_t lds, int P, int OC,
                                            const float *scale, const float *shift, int relu,
                                            double *restrict stats)
 {
@@ -369,7 +372,7 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
         for (int p = 0; p < p4; p += 4) {
             v4f r[4];
             for (int i = 0; i < 4; i++) {
-                memcpy(&r[i], src + (size_t)(p + i) * OC + o, sizeof r[i]);
+                memcpy(&r[i], src + (size_t)(p + i) * lds + o, sizeof r[i]);
                 r[i] = r[i] * k + b;
                 if (relu) /* keep v where v > 0 or v is NaN */
                     r[i] = (v4f)((v4i)r[i] & ((r[i] > zero) | (r[i] != r[i])));
@@ -392,11 +395,12 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
             }
         }
     }
-    for (int oc = 0; oc < OC; oc++) { /* what the blocks left: the last P % 4 pixels, OC % 4 rows */
+    /* what the blocks left: the last P % 4 pixels, OC % 4 rows */
+    for (int oc = p4 < P ? 0 : oc4; oc < OC; oc++) {
         float kk = scale ? scale[oc] : 1.0f, bb = shift ? shift[oc] : 0.0f;
         double a1 = 0.0, a2 = 0.0;
         for (int p = oc < oc4 ? p4 : 0; p < P; p++) {
-            float v = src[(size_t)p * OC + oc] * kk + bb;
+            float v = src[(size_t)p * lds + oc] * kk + bb;
             v = relu ? st_relu(v) : v;
             dst[(size_t)oc * ldd + p] = v;
             a1 += v;
@@ -968,7 +972,8 @@ static void write_group_t(const conv_call *c, int lo, int gn, const float *yt, d
         memset(gstats, 0, sizeof(double) * 2 * (size_t)OC);
     for (int j = 0; j < gn; j++)
         affine_transpose(c->out + (size_t)(lo + j) * c->out_size, (size_t)P,
-                         yt + (size_t)j * P * OC, P, OC, c->scale, c->b, c->relu, gstats);
+                         yt + (size_t)j * P * OC, (size_t)OC, P, OC, c->scale, c->b, c->relu,
+                         gstats);
 }
 
 /* The untransposed forward of a group from its col: y[OC, gn*P] = W * col, each row scattered
@@ -1059,6 +1064,48 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
     wino_grad_weights(dw, dU, C, O);
 }
 
+/* The weight gradient of a one-channel conv (stride 1) without im2col, into dw (OC x KH x KW)
+ * from the output gradient dy of the images [lo, lo + gn) (plane o of image j at
+ * dy + o * ldy + j * P): with dy channels-last, dyt[pixel][OC], the window micro-kernel over a
+ * whole image, ukr_win(OH, OW, xp + kh * Wp + kw, Wp, dyt, ...) would sum
+ *     x[oh + kh][ow + kw + i] * dy[oh][ow][oc]   over (oh, ow), in that order,
+ * which is dw[oc][kh][kw + i] for its mr rows i (those past KW are dropped); in bands of a few
+ * output rows, each band's sums added to dw in order, images in order. dyt: col_floats; xp: the
+ * padded image's room. */
+static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, int gn,
+                               const float *dy, size_t ldy, float *dyt, float *xp)
+{
+    const st_conv_shape *s = c->s;
+    const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
+    int mr = kr->mr, nr = kr->nr, OC = s->OC, KH = s->KH, KW = s->KW, P = c->P;
+    int OCp = (OC + nr - 1) / nr * nr, Wp = s->W + 2 * s->pad;
+    /* bands of output rows whose gradient (the B operand of KH * KW / mr calls) stays in L1 */
+    int band = 2048 / (s->OW * OCp);
+    band = band < 1 ? 1 : band;
+    _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
+    memset(dw, 0, sizeof(float) * (size_t)OC * KH * KW);
+    if (OCp > OC) /* the channels past OC: zeros, never written below */
+        for (int p = 0; p < P; p++)
+            memset(dyt + (size_t)p * OCp + OC, 0, sizeof(float) * (size_t)(OCp - OC));
+    for (int j = 0; j < gn; j++) {
+        affine_transpose(dyt, (size_t)OCp, dy + (size_t)j * P, ldy, OC, P, NULL, NULL, 0, NULL);
+        direct_pad(xp, c->inp + (size_t)(lo + j) * c->in_size, s);
+        for (int r0 = 0; r0 < s->OH; r0 += band) {
+            int rows = s->OH - r0 < band ? s->OH - r0 : band;
+            const float *b = dyt + (size_t)r0 * s->OW * OCp, *a = xp + (size_t)r0 * Wp;
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw += mr)
+                    for (int o0 = 0; o0 < OC; o0 += nr) {
+                        kr->ukr_win(rows, s->OW, a + (size_t)kh * Wp + kw, Wp, b + o0, OCp, tile,
+                                    nr);
+                        for (int i = 0; i < mr && kw + i < KW; i++)
+                            for (int o = o0; o < OC && o < o0 + nr; o++)
+                                dw[((size_t)o * KH + kh) * KW + kw + i] += tile[i * nr + o - o0];
+                    }
+        }
+    }
+}
+
 /* Backward of group g: its weight-gradient partial, and its images' input gradients. */
 static void backward_group(const conv_call *c, int g, float *col, int inner)
 {
@@ -1090,6 +1137,8 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
     }
     if (c->wino) {
         wino_weight_grad(pw, c, lo, gn, dy, ldc, col, wino_scratch(c, col));
+    } else if (direct_fits(s)) {
+        direct_weight_grad(pw, c, lo, gn, dy, ldc, col, xp);
     } else {
         for (int j = 0; j < gn; j++)
             im2col(col + (size_t)j * P, ldc, c->inp + (size_t)(lo + j) * c->in_size, s, xp);
@@ -1103,7 +1152,8 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
         wino_conv(col, dy, (size_t)P, ldc, s->OC, s->C, gn, c->U, s, wino_scratch(c, col));
         for (int j = 0; j < gn; j++)
             affine_transpose(c->dinp + (size_t)(lo + j) * c->in_size, (size_t)P,
-                             col + (size_t)j * P * s->C, P, s->C, NULL, NULL, 0, NULL);
+                             col + (size_t)j * P * s->C, (size_t)s->C, P, s->C, NULL, NULL, 0,
+                             NULL);
         return;
     }
     /* dcol[CKK, gn*P] = W^T * dy, reusing col */
@@ -1322,7 +1372,7 @@ static void member_write(float *out, float *pooled, const float *yt, const st_co
         return;
     }
     affine_transpose(out + (size_t)r0 * OW, (size_t)s->OH * OW, yt + (size_t)r0 * OW * OC,
-                     (r1 - r0) * OW, OC, scale, shift, relu, NULL);
+                     (size_t)OC, (r1 - r0) * OW, OC, scale, shift, relu, NULL);
 }
 
 void st_conv_forward_member(float *out, float *pooled, const float *inp, const float *w,
