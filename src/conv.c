@@ -76,6 +76,7 @@ static size_t padded_floats(const st_conv_shape *s)
 
 static size_t wino_floats(const st_conv_shape *s);
 static int wino_fits(const st_conv_shape *s);
+static size_t wino_ld(size_t n);
 static const float *cached_wino_weights(const float *w, const st_conv_shape *s, float *wcache);
 
 /* A thread's col: im2col's [CKK][G*P], or (at least) the 16 x C x OC floats of Winograd's
@@ -84,7 +85,7 @@ static const float *cached_wino_weights(const float *w, const st_conv_shape *s, 
 static size_t col_floats(const st_conv_shape *s, size_t G)
 {
     size_t P = (size_t)s->OH * s->OW, n = (size_t)s->C * s->KH * s->KW * G * P;
-    size_t u = wino_fits(s) ? 16 * (size_t)s->C * s->OC : 0;
+    size_t u = wino_fits(s) ? 16 * wino_ld((size_t)s->C * s->OC) : 0;
     if (direct_fits(s))
         u = P * (size_t)((s->OC + ST_GEMM_NR_MAX - 1) / ST_GEMM_NR_MAX * ST_GEMM_NR_MAX);
     return n > u ? n : u;
@@ -572,10 +573,21 @@ typedef struct wino_scratch_parts {
     size_t vm;
 } wino_scratch_parts;
 
-/* Floats of V, and of M: 16 transformed values per tile and channel of a chunk's images. */
+/* The distance between the 16 planes of V, M and dU (one per xi): n floats each, and 16 more. A
+ * transform reads or writes all 16 at once; where n * 4 bytes is a multiple of 4 KB (conv3's:
+ * 64 tiles x 64 channels, or 16 x 64 for one image), they would all fall into one set of the L1
+ * cache, which holds 8, and evict each other at every step. */
+#define WINO_PAD 16
+static size_t wino_ld(size_t n)
+{
+    return n + WINO_PAD;
+}
+
+/* Floats of V, and of M: 16 planes of transformed values, per tile and channel of a chunk's
+ * images. */
 static size_t wino_vm(const wino_geom *g)
 {
-    return 16 * (size_t)g->chunk * g->T * g->maxch;
+    return 16 * wino_ld((size_t)g->chunk * g->T * g->maxch);
 }
 
 static wino_scratch_parts wino_parts(float *wino, const wino_geom *g)
@@ -764,17 +776,17 @@ ST_VEC_CLONES static void wino_grad_output(float *restrict dM, size_t ldm, int t
         }
 }
 
-/* dw[o][c][3][3] = G^T dU G for each (o, c), from dU[xi][o][c] (O x C floats per xi, C a
- * multiple of 8); 8 kernels at a time, one per lane. */
-ST_VEC_CLONES static void wino_grad_weights(float *restrict dw, const float *restrict dU, int C,
-                                            int O)
+/* dw[o][c][3][3] = G^T dU G for each (o, c), from dU[xi][o][c] (O x C floats per xi, ldu apart;
+ * C a multiple of 8); 8 kernels at a time, one per lane. */
+ST_VEC_CLONES static void wino_grad_weights(float *restrict dw, const float *restrict dU,
+                                            size_t ldu, int C, int O)
 {
     size_t n = (size_t)O * C;
     v8f half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
     for (size_t k = 0; k < n; k += 8) { /* k = o * C + c, as in dw */
         v8f u[4][4], t[3][4], d[9];
         for (int xi = 0; xi < 16; xi++)
-            u[xi / 4][xi % 4] = *(const v8f *)(dU + (size_t)xi * n + k);
+            u[xi / 4][xi % 4] = *(const v8f *)(dU + xi * ldu + k);
         for (int j = 0; j < 4; j++) { /* G^T = (1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1) */
             t[0][j] = u[0][j] + half * (u[1][j] + u[2][j]);
             t[1][j] = half * (u[1][j] - u[2][j]);
@@ -843,17 +855,18 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
     float *hwc = sp.hwc, *V = sp.V, *M = sp.M, *junk = sp.junk;
     for (int j0 = 0; j0 < n; j0 += g.chunk) {
         int cn = n - j0 < g.chunk ? n - j0 : g.chunk, T = cn * g.T;
+        size_t ldv = wino_ld((size_t)T * I), ldm = wino_ld((size_t)T * O);
         for (int j = 0; j < cn; j++) {
             wino_hwc(hwc, src + (size_t)(j0 + j) * is, cs, I, H, W, &g, 0, g.Hp);
-            wino_input(V, (size_t)T * I, j * g.T, hwc, I, &g, 0, g.TH);
+            wino_input(V, ldv, j * g.T, hwc, I, &g, 0, g.TH);
         }
         /* (small_gemm reads up to mr - 1 rows past each product's V: the next one's, then M) */
         for (int xi = 0; xi < 16; xi++)
-            small_gemm(0, T, O, I, V + (size_t)xi * T * I, I, U + (size_t)xi * I * O, O, 0.0f,
-                       M + (size_t)xi * T * O, O);
+            small_gemm(0, T, O, I, V + xi * ldv, I, U + (size_t)xi * I * O, O, 0.0f,
+                       M + xi * ldm, O);
         for (int j = 0; j < cn; j++)
-            wino_output(yt + (size_t)(j0 + j) * P * O, M, (size_t)T * O, j * g.T, O, H, W, &g,
-                        junk, 0, g.TH);
+            wino_output(yt + (size_t)(j0 + j) * P * O, M, ldm, j * g.T, O, H, W, &g, junk, 0,
+                        g.TH);
     }
 }
 
@@ -1050,18 +1063,19 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
     wino_scratch_parts sp = wino_parts(wino, &g);
     for (int j0 = 0; j0 < gn; j0 += g.chunk) {
         int cn = gn - j0 < g.chunk ? gn - j0 : g.chunk, T = cn * g.T;
+        size_t ldv = wino_ld((size_t)T * C), ldm = wino_ld((size_t)T * O);
         for (int j = 0; j < cn; j++) {
             wino_hwc(sp.hwc, c->inp + (size_t)(lo + j0 + j) * c->in_size, P, C, H, W, &g, 0, g.Hp);
-            wino_input(sp.V, (size_t)T * C, j * g.T, sp.hwc, C, &g, 0, g.TH);
+            wino_input(sp.V, ldv, j * g.T, sp.hwc, C, &g, 0, g.TH);
             wino_hwc(sp.hwc, dy + (size_t)(j0 + j) * P, ldy, O, H, W, &g, 0, g.Hp);
-            wino_grad_output(sp.M, (size_t)T * O, j * g.T, sp.hwc, O, &g);
+            wino_grad_output(sp.M, ldm, j * g.T, sp.hwc, O, &g);
         }
         /* dU[xi] (+)= dM[xi]^T * V[xi] (small_gemm reads past M's last product: junk) */
         for (int xi = 0; xi < 16; xi++)
-            small_gemm(1, O, C, T, sp.M + (size_t)xi * T * O, O, sp.V + (size_t)xi * T * C, C,
-                       j0 ? 1.0f : 0.0f, dU + (size_t)xi * O * C, C);
+            small_gemm(1, O, C, T, sp.M + xi * ldm, O, sp.V + xi * ldv, C, j0 ? 1.0f : 0.0f,
+                       dU + xi * wino_ld((size_t)O * C), C);
     }
-    wino_grad_weights(dw, dU, C, O);
+    wino_grad_weights(dw, dU, wino_ld((size_t)O * C), C, O);
 }
 
 /* The weight gradient of a one-channel conv (stride 1) without im2col, into dw (OC x KH x KW)
@@ -1329,7 +1343,7 @@ static int member_wino(const st_conv_shape *s)
     if (!winograd_on || !wino_fits(s))
         return 0;
     wino_geom g = wino_geometry(s);
-    return 16 * (size_t)g.T * s->C + (size_t)(ST_GEMM_MR_MAX - 1) * s->C <= wino_vm(&g);
+    return 16 * wino_ld((size_t)g.T * s->C) + (size_t)(ST_GEMM_MR_MAX - 1) * s->C <= wino_vm(&g);
 }
 
 int st_conv_member_fits(const st_conv_shape *s, int cached)
@@ -1414,21 +1428,21 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
     while (st_team_item(me, n, &it)) { /* tile rows [lo, hi): input rows [2 lo, 2 hi + 2) */
         st_team_part(g.TH, n, it, &lo, &hi);
         wino_hwc(hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * lo, 2 * hi + 2);
-        wino_input(V, (size_t)T * I, 0, hwc, I, &g, lo, hi);
+        wino_input(V, wino_ld((size_t)T * I), 0, hwc, I, &g, lo, hi);
         st_team_item_done(me);
     }
     st_team_phase_end(me, n);
     while (st_team_item(me, nx, &it)) {
         st_team_part(16, nx, it, &lo, &hi);
         for (int xi = lo; xi < hi; xi++)
-            small_gemm(0, T, OC, I, V + (size_t)xi * T * I, I, U + (size_t)xi * I * OC, OC,
-                       0.0f, M + (size_t)xi * T * OC, OC);
+            small_gemm(0, T, OC, I, V + xi * wino_ld((size_t)T * I), I,
+                       U + (size_t)xi * I * OC, OC, 0.0f, M + xi * wino_ld((size_t)T * OC), OC);
         st_team_item_done(me);
     }
     st_team_phase_end(me, nx);
     while (st_team_item(me, n, &it)) {
         st_team_part(g.TH, n, it, &lo, &hi);
-        wino_output(yt, M, (size_t)T * OC, 0, OC, s->OH, OW, &g, junk, lo, hi);
+        wino_output(yt, M, wino_ld((size_t)T * OC), 0, OC, s->OH, OW, &g, junk, lo, hi);
         /* (pooled: tile rows are the pool's rows; an odd last row is dropped) */
         int lim = pooled ? s->OH & ~1 : s->OH, r0 = 2 * lo, r1 = 2 * hi < lim ? 2 * hi : lim;
         if (r1 > r0)
