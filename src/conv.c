@@ -620,6 +620,8 @@ ST_VEC_CLONES static void wino_weights(float *restrict U, const float *restrict 
 {
     int ni = flip ? OC : C, no = flip ? C : OC; /* no: a multiple of 8 */
     v8f half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+    /* (training transforms the weights at every call: conv3's take about 1% of a step alone) */
+#pragma omp parallel for schedule(static) num_threads(st_get_threads()) if (ni * no >= 2048)
     for (int i = 0; i < ni; i++)
         for (int o = 0; o < no; o += 8) { /* 8 products' kernels at once, one per lane */
             v8f g[3][3], t[4][3];

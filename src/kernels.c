@@ -582,6 +582,20 @@ static void mul_chunk(float *restrict out, const float *restrict a, const float 
         out[i] = a[i] * b[i];
 }
 
+/* Dropout's backward: dinp = dout * mask (in place where dinp == dout), in chunks. */
+static void dropout_backward(float *dinp, const float *dout, const float *mask, size_t total)
+{
+    long nc = (long)((total + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nc > 2)
+    for (long c = 0; c < nc; c++) {
+        size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
+        if (dinp == dout)
+            mul_inplace(dinp + lo, mask + lo, n);
+        else
+            mul_chunk(dinp + lo, dout + lo, mask + lo, n);
+    }
+}
+
 /* The scale and shift of conv l and its batch norm in evaluation mode (below). */
 static void bn_eval_affine(st_layer *l)
 {
@@ -738,8 +752,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
         break;
     case ST_L_DROPOUT:
         if (dinp)
-            (dinp == dout ? mul_inplace(dinp, l->mask, total)
-                          : mul_chunk(dinp, dout, l->mask, total));
+            dropout_backward(dinp, dout, l->mask, total);
         break;
     case ST_L_LINEAR:
         if (ref)
