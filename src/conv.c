@@ -445,6 +445,15 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
             memcpy(&k, scale + o, sizeof k);
         if (shift)
             memcpy(&b, shift + o, sizeof b);
+        /* With a ReLU and a finite, nonzero scale and a finite shift, v -> max(v * k + b, 0) is
+         * monotone in v * sign(k) (IEEE rounding is monotone; flipping a sign is exact), so the
+         * window's maximum is that of its input chosen by v * sign(k), mapped once: the same
+         * value, to the bit (a NaN input is chosen as the maximum would choose its image, and
+         * mapped by the same operations). */
+        int raw = relu;
+        for (int e = 0; e < 4; e++)
+            raw &= k[e] != 0.0f && isfinite(k[e]) && isfinite(b[e]);
+        v4i flip = (v4i)(k < zero) & (v4i){INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
         for (int i = 0; i < PH; i++) {
             const float *s0 = src + 2 * (size_t)i * row + o;
             float *d = dst + (size_t)o * ldd + (size_t)i * PW;
@@ -458,6 +467,14 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
                     v4f v[4];
                     memcpy(&v[0], p, sizeof v[0]), memcpy(&v[1], p + OC, sizeof v[1]);
                     memcpy(&v[2], p + row, sizeof v[2]), memcpy(&v[3], p + row + OC, sizeof v[3]);
+                    if (raw) {
+                        for (int e = 0; e < 4; e++)
+                            v[e] = (v4f)((v4i)v[e] ^ flip);
+                        v4f m = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
+                        m = (v4f)((v4i)m ^ flip) * k + b;
+                        r[q] = (v4f)((v4i)m & ((m > zero) | (m != m)));
+                        continue;
+                    }
                     for (int e = 0; e < 4; e++) {
                         v[e] = v[e] * k + b;
                         if (relu) /* keep v where v > 0 or v is NaN */

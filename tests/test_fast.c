@@ -206,6 +206,34 @@ static void test_conv_lower_levels(void)
     st_cpu_force_level(-1);
 }
 
+/* The pooled write with values where choosing the window's input before the affine map could
+ * go wrong: scales of either sign, zero and infinite, an infinite shift; inputs with ties, -0,
+ * infinities and NaNs. A 1x1 conv of one channel with weight 1 passes them through unchanged;
+ * each of the 16 output channels has its own (scale, shift), at every kernel level. */
+static void test_pooled_special_values(void)
+{
+    int H = 6, W = 10, OC = 16;
+    st_conv_shape s = {1, H, W, OC, 1, 1, 1, 0, H, W};
+    float x[60], w[16], scale[16] = {2, -3, 0, 1, -0.5f, INFINITY, 1, -1, 0.25f, -INFINITY, 1, 3,
+                                     -2, 1e-30f, -1e30f, 1};
+    float shift[16] = {0, 1, -1, INFINITY, 0.5f, 0, -INFINITY, NAN, 0, 0, -0.0f, 2, -2, 0, 1, -1};
+    const float pattern[12] = {1, 1, -0.0f, 0.0f, INFINITY, -INFINITY, NAN, -2, 3, -NAN, 5, 5};
+    for (int i = 0; i < 60; i++)
+        x[i] = i % 7 == 3 ? pattern[i % 12] : (float)((i * 37) % 11) - 5.0f;
+    for (int o = 0; o < OC; o++)
+        w[o] = 1.0f;
+    float *ws = malloc(st_conv_ws_floats(&s, 1, 1) * 4);
+    float y[16 * 60];
+    for (int level = st_cpu_max_level(); level >= 0; level--)
+        for (int relu = 0; relu <= 1; relu++) {
+            st_cpu_force_level(level);
+            st_conv2d_forward_affine(y, NULL, x, w, scale, shift, &s, 1, ws, 1, relu, NULL);
+            check_pooled(&s, 1, x, w, scale, shift, ws, 1, relu, y, 1);
+        }
+    st_cpu_force_level(-1);
+    free(ws);
+}
+
 /* Winograd mixes a tile's inputs with each other: a NaN input must still reach exactly the
  * outputs whose 3x3 windows hold it (and every output channel there), as with im2col. */
 static void test_winograd_nan_inputs(void)
@@ -839,6 +867,7 @@ int main(void)
     printf("kernels: %s\n", st_kernel_name());
     RUN(test_conv_fast_vs_ref);
     RUN(test_conv_lower_levels);
+    RUN(test_pooled_special_values);
     RUN(test_winograd_nan_inputs);
     RUN(test_winograd_backward_fd);
     RUN(test_winograd_weight_cache);
