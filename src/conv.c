@@ -16,7 +16,9 @@
  * and weight gradient by Winograd F(2x2, 3x3) instead, with no im2col (see st_conv_winograd and
  * the section below), a few images of the group at a time, their 16 small products straight
  * through the GEMM micro-kernel. Convs with one input channel and stride 1 (conv1) run their
- * forward without im2col, the micro-kernel reading the padded image in place.
+ * forward and weight gradient without im2col, the micro-kernel reading the padded image in place.
+ * In evaluation, a conv whose batch norm, ReLU and 2x2 max pool follow can write the pool's output
+ * directly (st_conv2d_forward_affine's pooled; affine_pool_transpose).
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
  * added in group order, so the result is bit-identical whatever the number of threads. With fewer
  * groups than threads the im2col path's GEMMs are threaded instead, and the Winograd and
