@@ -354,6 +354,16 @@ static inline void transpose4(v4f o[4], const v4f r[4])
     o[2] = ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), o[3] = ST_SHUFFLE4(t1, t3, 2, 3, 6, 7);
 }
 
+/* The affine map of channels [o, o + 4): scales (NULL: 1) and shifts (NULL: 0). */
+static inline void affine4(v4f *k, v4f *b, const float *scale, const float *shift, int o)
+{
+    *k = (v4f){1, 1, 1, 1}, *b = (v4f){0, 0, 0, 0};
+    if (scale)
+        memcpy(k, scale + o, sizeof *k);
+    if (shift)
+        memcpy(b, shift + o, sizeof *b);
+}
+
 /* dst[oc * ldd + p] = f(src[p * lds + oc]) for p < P, oc < OC, f(v) = v * scale[oc] + shift[oc] (scale
  * or shift NULL: 1 or 0), then max(f, 0) with relu (NaN stays NaN): the channels' affine map and a
  * transpose in one pass, in 4 x 4 blocks (transpose4). With stats (only without relu), also adds
@@ -366,11 +376,8 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
 {
     int p4 = P & ~3, oc4 = OC & ~3;
     for (int o = 0; o < oc4; o += 4) {
-        v4f k = {1, 1, 1, 1}, b = {0, 0, 0, 0}, zero = {0, 0, 0, 0};
-        if (scale)
-            memcpy(&k, scale + o, sizeof k);
-        if (shift)
-            memcpy(&b, shift + o, sizeof b);
+        v4f k, b, zero = {0, 0, 0, 0};
+        affine4(&k, &b, scale, shift, o);
         v4d s1[4] = {0}, s2[4] = {0}; /* [pixel lane] over 4 channels */
         for (int p = 0; p < p4; p += 4) {
             v4f r[4];
@@ -442,11 +449,8 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
     int PW = OW / 2, oc4 = OC & ~3;
     size_t row = (size_t)OW * OC;
     for (int o = 0; o < oc4; o += 4) {
-        v4f k = {1, 1, 1, 1}, b = {0, 0, 0, 0}, zero = {0, 0, 0, 0};
-        if (scale)
-            memcpy(&k, scale + o, sizeof k);
-        if (shift)
-            memcpy(&b, shift + o, sizeof b);
+        v4f k, b, zero = {0, 0, 0, 0};
+        affine4(&k, &b, scale, shift, o);
         /* With a ReLU and a finite, nonzero scale and a finite shift, v -> max(v * k + b, 0) is
          * monotone in v * sign(k) (IEEE rounding is monotone; flipping a sign is exact), so the
          * window's maximum is that of its input chosen by v * sign(k), mapped once: the same
