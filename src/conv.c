@@ -354,6 +354,13 @@ static inline void transpose4(v4f o[4], const v4f r[4])
     o[2] = ST_SHUFFLE4(t1, t3, 0, 1, 4, 5), o[3] = ST_SHUFFLE4(t1, t3, 2, 3, 6, 7);
 }
 
+/* max(v, 0) lane by lane, NaN kept (st_relu's rule). */
+static inline v4f relu4(v4f v)
+{
+    v4f zero = {0, 0, 0, 0};
+    return (v4f)((v4i)v & ((v > zero) | (v != v)));
+}
+
 /* The affine map of channels [o, o + 4): scales (NULL: 1) and shifts (NULL: 0). */
 static inline void affine4(v4f *k, v4f *b, const float *scale, const float *shift, int o)
 {
@@ -376,7 +383,7 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
 {
     int p4 = P & ~3, oc4 = OC & ~3;
     for (int o = 0; o < oc4; o += 4) {
-        v4f k, b, zero = {0, 0, 0, 0};
+        v4f k, b;
         affine4(&k, &b, scale, shift, o);
         v4d s1[4] = {0}, s2[4] = {0}; /* [pixel lane] over 4 channels */
         for (int p = 0; p < p4; p += 4) {
@@ -384,8 +391,8 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
             for (int i = 0; i < 4; i++) {
                 memcpy(&r[i], src + (size_t)(p + i) * lds + o, sizeof r[i]);
                 r[i] = r[i] * k + b;
-                if (relu) /* keep v where v > 0 or v is NaN */
-                    r[i] = (v4f)((v4i)r[i] & ((r[i] > zero) | (r[i] != r[i])));
+                if (relu)
+                    r[i] = relu4(r[i]);
                 if (stats) {
                     v4d d = __builtin_convertvector(r[i], v4d);
                     s1[i] += d;
@@ -478,13 +485,13 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
                             v[e] = (v4f)((v4i)v[e] ^ flip);
                         v4f m = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
                         m = (v4f)((v4i)m ^ flip) * k + b;
-                        r[q] = (v4f)((v4i)m & ((m > zero) | (m != m)));
+                        r[q] = relu4(m);
                         continue;
                     }
                     for (int e = 0; e < 4; e++) {
                         v[e] = v[e] * k + b;
-                        if (relu) /* keep v where v > 0 or v is NaN */
-                            v[e] = (v4f)((v4i)v[e] & ((v[e] > zero) | (v[e] != v[e])));
+                        if (relu)
+                            v[e] = relu4(v[e]);
                     }
                     r[q] = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
                 }
@@ -990,28 +997,42 @@ typedef struct conv_call {
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
 
+/* Output rows [r0, r1) of one image (r0 even; with pooled, r1 too) from their rows of its y^T
+ * (yt[pixel][OC]) into its planes out, or 2x2-pooled into its planes pooled, for a group
+ * (write_group_t) or a team's member (stats: with out only). */
+static void write_rows(float *out, float *pooled, const float *yt, const st_conv_shape *s,
+                       int r0, int r1, const float *scale, const float *shift, int relu,
+                       double *stats)
+{
+    int OC = s->OC, OW = s->OW;
+    if (pooled) {
+        int PW = OW / 2;
+        affine_pool_transpose(pooled + (size_t)(r0 / 2) * PW, (size_t)(s->OH / 2) * PW,
+                              yt + (size_t)r0 * OW * OC, (r1 - r0) / 2, OW, OC, scale, shift,
+                              relu);
+        return;
+    }
+    affine_transpose(out + (size_t)r0 * OW, (size_t)s->OH * OW, yt + (size_t)r0 * OW * OC,
+                     (size_t)OC, (r1 - r0) * OW, OC, scale, shift, relu, stats);
+}
+
 /* A group's y^T[gn*P, OC] into the images' NCHW planes, each row with the channels' affine map
- * (and ReLU, and sums). y^T comes from Winograd, the one-channel kernel, or the forward GEMM
+ * (and ReLU, and sums), or into the planes of the 2x2 max pool after them (c->pooled, in
+ * evaluation). y^T comes from Winograd, the one-channel kernel, or the forward GEMM
  * transposed, col^T * W^T: each output there is the same chain of FMAs over k as in W * col, so
  * the GEMM's result is the same to the bit; only the tiling changes (see
  * st_conv2d_forward_affine). */
 static void write_group_t(const conv_call *c, int lo, int gn, const float *yt, double *gstats)
 {
-    int P = c->P, OC = c->s->OC;
-    if (c->pooled) {
-        int PH = c->s->OH / 2, PW = c->s->OW / 2;
-        for (int j = 0; j < gn; j++)
-            affine_pool_transpose(c->pooled + (size_t)(lo + j) * OC * PH * PW, (size_t)PH * PW,
-                                  yt + (size_t)j * P * OC, PH, c->s->OW, OC, c->scale, c->b,
-                                  c->relu);
-        return;
-    }
+    const st_conv_shape *s = c->s;
+    int OC = s->OC, rows = c->pooled ? s->OH & ~1 : s->OH; /* (pooled: an odd last row drops) */
+    size_t pooled_size = (size_t)OC * (s->OH / 2) * (s->OW / 2);
     if (gstats)
         memset(gstats, 0, sizeof(double) * 2 * (size_t)OC);
     for (int j = 0; j < gn; j++)
-        affine_transpose(c->out + (size_t)(lo + j) * c->out_size, (size_t)P,
-                         yt + (size_t)j * P * OC, (size_t)OC, P, OC, c->scale, c->b, c->relu,
-                         gstats);
+        write_rows(c->out + (size_t)(lo + j) * c->out_size,
+                   c->pooled ? c->pooled + (size_t)(lo + j) * pooled_size : NULL,
+                   yt + (size_t)j * c->P * OC, s, 0, rows, c->scale, c->b, c->relu, gstats);
 }
 
 /* The untransposed forward of a group from its col: y[OC, gn*P] = W * col, each row scattered
@@ -1086,6 +1107,7 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
     int C = s->C, O = s->OC, H = s->H, W = s->W; /* (outputs as large as inputs) */
     size_t P = (size_t)H * W;
     wino_scratch_parts sp = wino_parts(wino, &g);
+    size_t ldu = wino_ld((size_t)O * C);
     for (int j0 = 0; j0 < gn; j0 += g.chunk) {
         int cn = gn - j0 < g.chunk ? gn - j0 : g.chunk, T = cn * g.T;
         size_t ldv = wino_ld((size_t)T * C), ldm = wino_ld((size_t)T * O);
@@ -1098,9 +1120,9 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
         /* dU[xi] (+)= dM[xi]^T * V[xi] (small_gemm reads past M's last product: junk) */
         for (int xi = 0; xi < 16; xi++)
             small_gemm(1, O, C, T, sp.M + xi * ldm, O, sp.V + xi * ldv, C, j0 ? 1.0f : 0.0f,
-                       dU + xi * wino_ld((size_t)O * C), C);
+                       dU + xi * ldu, C);
     }
-    wino_grad_weights(dw, dU, wino_ld((size_t)O * C), C, O);
+    wino_grad_weights(dw, dU, ldu, C, O);
 }
 
 /* The weight gradient of a one-channel conv (stride 1) without im2col, into dw (OC x KH x KW)
@@ -1398,22 +1420,6 @@ void st_conv_member_weights(const float *w, const st_conv_shape *s, float *wcach
         cached_wino_weights(w, s, wcache);
 }
 
-/* Output rows [r0, r1) (r0 even; with pooled, r1 too) from their rows of yt into the planes. */
-static void member_write(float *out, float *pooled, const float *yt, const st_conv_shape *s,
-                         int r0, int r1, const float *scale, const float *shift, int relu)
-{
-    int OC = s->OC, OW = s->OW;
-    if (pooled) {
-        int PW = OW / 2;
-        affine_pool_transpose(pooled + (size_t)(r0 / 2) * PW, (size_t)(s->OH / 2) * PW,
-                              yt + (size_t)r0 * OW * OC, (r1 - r0) / 2, OW, OC, scale, shift,
-                              relu);
-        return;
-    }
-    affine_transpose(out + (size_t)r0 * OW, (size_t)s->OH * OW, yt + (size_t)r0 * OW * OC,
-                     (size_t)OC, (r1 - r0) * OW, OC, scale, shift, relu, NULL);
-}
-
 void st_conv_forward_member(float *out, float *pooled, const float *inp, const float *w,
                             const float *scale, const float *shift, const st_conv_shape *s,
                             float *ws, int nthreads, int relu, const float *wcache, st_member *me)
@@ -1436,7 +1442,7 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
             }
             st_team_part(rows, n, it, &lo, &hi);
             direct_rows(yt, xp, panel, s, step * lo, step * hi);
-            member_write(out, pooled, yt, s, step * lo, step * hi, scale, shift, relu);
+            write_rows(out, pooled, yt, s, step * lo, step * hi, scale, shift, relu, NULL);
             st_team_item_done(me);
         }
         st_team_phase_end(me, n);
@@ -1449,29 +1455,30 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
     float *hwc = own.hwc, *junk = own.junk, *V = shared.V, *M = shared.M;
     const float *U = wcache + (size_t)OC * s->C * 9;
     int I = s->C, T = g.T, n = st_team_items(me->size), nx = n < 16 ? n : 16;
+    size_t ldv = wino_ld((size_t)T * I), ldm = wino_ld((size_t)T * OC);
     n = n < g.TH ? n : g.TH;
     while (st_team_item(me, n, &it)) { /* tile rows [lo, hi): input rows [2 lo, 2 hi + 2) */
         st_team_part(g.TH, n, it, &lo, &hi);
         wino_hwc(hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * lo, 2 * hi + 2);
-        wino_input(V, wino_ld((size_t)T * I), 0, hwc, I, &g, lo, hi);
+        wino_input(V, ldv, 0, hwc, I, &g, lo, hi);
         st_team_item_done(me);
     }
     st_team_phase_end(me, n);
     while (st_team_item(me, nx, &it)) {
         st_team_part(16, nx, it, &lo, &hi);
         for (int xi = lo; xi < hi; xi++)
-            small_gemm(0, T, OC, I, V + xi * wino_ld((size_t)T * I), I,
-                       U + (size_t)xi * I * OC, OC, 0.0f, M + xi * wino_ld((size_t)T * OC), OC);
+            small_gemm(0, T, OC, I, V + xi * ldv, I, U + (size_t)xi * I * OC, OC, 0.0f,
+                       M + xi * ldm, OC);
         st_team_item_done(me);
     }
     st_team_phase_end(me, nx);
     while (st_team_item(me, n, &it)) {
         st_team_part(g.TH, n, it, &lo, &hi);
-        wino_output(yt, M, wino_ld((size_t)T * OC), 0, OC, s->OH, OW, &g, junk, lo, hi);
+        wino_output(yt, M, ldm, 0, OC, s->OH, OW, &g, junk, lo, hi);
         /* (pooled: tile rows are the pool's rows; an odd last row is dropped) */
         int lim = pooled ? s->OH & ~1 : s->OH, r0 = 2 * lo, r1 = 2 * hi < lim ? 2 * hi : lim;
         if (r1 > r0)
-            member_write(out, pooled, yt, s, r0, r1, scale, shift, relu);
+            write_rows(out, pooled, yt, s, r0, r1, scale, shift, relu, NULL);
         st_team_item_done(me);
     }
     st_team_phase_end(me, n);
