@@ -33,6 +33,9 @@
 
 #include <omp.h>
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 static void group_range(int N, int g, int ngroups, int *lo, int *hi)
 {
@@ -443,6 +446,79 @@ static inline float pool_max1(float p, float n)
     return ((n > p) || n != n) && p == p ? n : p;
 }
 
+/* max(p, n) as pool_max4 takes it, for inputs known to hold no NaN: n where it is greater, else
+ * p (ties keep p, so -0 and +0 come out as pool_max4 gives them). SSE's maxps is exactly that
+ * (it returns its second operand unless the first is greater); elsewhere, a select. */
+static inline v4f max4_nonan(v4f p, v4f n)
+{
+#if defined(__SSE__)
+    return (v4f)_mm_max_ps((__m128)n, (__m128)p);
+#else
+    v4i t = n > p;
+    return (v4f)((t & (v4i)n) | (~t & (v4i)p));
+#endif
+}
+
+/* Lanes where a or b is a NaN: all ones. */
+static inline v4i unordered4(v4f a, v4f b)
+{
+#if defined(__SSE__)
+    return (v4i)_mm_cmpunord_ps((__m128)a, (__m128)b);
+#else
+    return (a != a) | (b != b);
+#endif
+}
+
+/* One row of 2x2 windows for channels [o, o + 4) of affine_pool_transpose (d: the row's first
+ * output of channel o; s0: its windows' top-left inputs). raw: the window's input is chosen
+ * first (see affine_pool_transpose), fast: by maxps, with a ReLU as max(v, 0), assuming no
+ * NaN; returns 1 if the row held one after all (its values are then wrong: the caller writes
+ * the row again without fast), else 0. */
+static inline __attribute__((always_inline)) int
+pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, int OC, int PW,
+          v4f k, v4f b, v4i flip, int relu, int raw, int fast)
+{
+    v4i nan = {0, 0, 0, 0};
+    for (int j = 0;; j += 4) {
+        j = j > PW - 4 ? PW - 4 : j; /* the last four overlap: the same values again */
+        v4f r[4], c[4];
+        for (int q = 0; q < 4; q++) {
+            const float *p = s0 + (size_t)2 * (j + q) * OC;
+            v4f v[4], zero = {0, 0, 0, 0};
+            memcpy(&v[0], p, sizeof v[0]), memcpy(&v[1], p + OC, sizeof v[1]);
+            memcpy(&v[2], p + row, sizeof v[2]), memcpy(&v[3], p + row + OC, sizeof v[3]);
+            if (raw) {
+                for (int e = 0; e < 4; e++)
+                    v[e] = (v4f)((v4i)v[e] ^ flip);
+                v4f m;
+                if (fast) {
+                    nan |= unordered4(v[0], v[1]) | unordered4(v[2], v[3]);
+                    m = max4_nonan(max4_nonan(v[0], v[1]), max4_nonan(v[2], v[3]));
+                    m = (v4f)((v4i)m ^ flip) * k + b;
+                    r[q] = max4_nonan(zero, m); /* (m is no NaN: k, b finite, k nonzero) */
+                } else {
+                    m = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
+                    m = (v4f)((v4i)m ^ flip) * k + b;
+                    r[q] = relu4(m);
+                }
+                continue;
+            }
+            for (int e = 0; e < 4; e++) {
+                v[e] = v[e] * k + b;
+                if (relu)
+                    v[e] = relu4(v[e]);
+            }
+            r[q] = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
+        }
+        transpose4(c, r);
+        for (int e = 0; e < 4; e++)
+            memcpy(d + (size_t)e * ldd + j, &c[e], sizeof c[e]);
+        if (j == PW - 4)
+            break;
+    }
+    return (nan[0] | nan[1] | nan[2] | nan[3]) != 0;
+}
+
 /* affine_transpose's values (without sums), 2x2 max-pooled with stride 2 as they are written:
  * src holds 2 * PH rows of OW pixels x OC channels; dst[oc * ldd + i * (OW / 2) + j] receives
  * the maximum of window (i, j) (an odd last column is dropped, as PyTorch's floor mode does).
@@ -455,14 +531,15 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
 {
     int PW = OW / 2, oc4 = OC & ~3;
     size_t row = (size_t)OW * OC;
-    for (int o = 0; o < oc4; o += 4) {
+    for (int o = 0; o < oc4 && PW >= 4; o += 4) {
         v4f k, b, zero = {0, 0, 0, 0};
         affine4(&k, &b, scale, shift, o);
         /* With a ReLU and a finite, nonzero scale and a finite shift, v -> max(v * k + b, 0) is
          * monotone in v * sign(k) (IEEE rounding is monotone; flipping a sign is exact), so the
          * window's maximum is that of its input chosen by v * sign(k), mapped once: the same
          * value, to the bit (a NaN input is chosen as the maximum would choose its image, and
-         * mapped by the same operations). */
+         * mapped by the same operations). Rows are first written assuming no NaN (maxps), and
+         * written again by the exact rule where one turns up. */
         int raw = relu;
         for (int e = 0; e < 4; e++)
             raw &= k[e] != 0.0f && isfinite(k[e]) && isfinite(b[e]);
@@ -470,37 +547,10 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
         for (int i = 0; i < PH; i++) {
             const float *s0 = src + 2 * (size_t)i * row + o;
             float *d = dst + (size_t)o * ldd + (size_t)i * PW;
-            if (PW < 4)
-                break; /* (the scalar loop below) */
-            for (int j = 0;; j += 4) {
-                j = j > PW - 4 ? PW - 4 : j; /* the last four overlap: the same values again */
-                v4f r[4], c[4];
-                for (int q = 0; q < 4; q++) {
-                    const float *p = s0 + (size_t)2 * (j + q) * OC;
-                    v4f v[4];
-                    memcpy(&v[0], p, sizeof v[0]), memcpy(&v[1], p + OC, sizeof v[1]);
-                    memcpy(&v[2], p + row, sizeof v[2]), memcpy(&v[3], p + row + OC, sizeof v[3]);
-                    if (raw) {
-                        for (int e = 0; e < 4; e++)
-                            v[e] = (v4f)((v4i)v[e] ^ flip);
-                        v4f m = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
-                        m = (v4f)((v4i)m ^ flip) * k + b;
-                        r[q] = relu4(m);
-                        continue;
-                    }
-                    for (int e = 0; e < 4; e++) {
-                        v[e] = v[e] * k + b;
-                        if (relu)
-                            v[e] = relu4(v[e]);
-                    }
-                    r[q] = pool_max4(pool_max4(v[0], v[1]), pool_max4(v[2], v[3]));
-                }
-                transpose4(c, r);
-                for (int e = 0; e < 4; e++)
-                    memcpy(d + (size_t)e * ldd + j, &c[e], sizeof c[e]);
-                if (j == PW - 4)
-                    break;
-            }
+            if (!raw)
+                pool_row4(d, ldd, s0, row, OC, PW, k, b, flip, relu, 0, 0);
+            else if (pool_row4(d, ldd, s0, row, OC, PW, k, b, flip, relu, 1, 1))
+                pool_row4(d, ldd, s0, row, OC, PW, k, b, flip, relu, 1, 0);
         }
     }
     for (int oc = 0; oc < OC; oc++) { /* what the blocks left: rows under 4 windows, OC % 4 */
