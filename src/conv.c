@@ -1498,33 +1498,26 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
         st_team_phase_end(me, n);
         return;
     }
+    /* One phase: each item is a band of tile rows, run start to end (input transform, the 16
+     * products over the band's tiles, output transform, the write) in this member's own
+     * scratch: nothing crosses to another core but the band's input rows and output. A
+     * product's rows are computed alike whatever band they fall in, so the values are those
+     * of the whole image at once. Items: one per member (a band's tiles fill the micro-kernel's
+     * rows better than smaller bands would), taken by whoever is free. */
     wino_geom g = wino_geometry(s);
-    /* this member's channels-last copy and junk row; member 0's V and M, shared */
     wino_scratch_parts own = wino_parts(wino_scratch(&c, mine), &g);
-    wino_scratch_parts shared = wino_parts(wino_scratch(&c, ws), &g);
-    float *hwc = own.hwc, *junk = own.junk, *V = shared.V, *M = shared.M;
     const float *U = wcache + (size_t)OC * s->C * 9;
-    int I = s->C, T = g.T, n = st_team_items(me->size), nx = n < 16 ? n : 16;
-    size_t ldv = wino_ld((size_t)T * I), ldm = wino_ld((size_t)T * OC);
-    n = n < g.TH ? n : g.TH;
+    int I = s->C, TW = g.TW, n = me->size < g.TH ? me->size : g.TH;
     while (st_team_item(me, n, &it)) { /* tile rows [lo, hi): input rows [2 lo, 2 hi + 2) */
         st_team_part(g.TH, n, it, &lo, &hi);
-        wino_hwc(hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * lo, 2 * hi + 2);
-        wino_input(V, ldv, 0, hwc, I, &g, lo, hi);
-        st_team_item_done(me);
-    }
-    st_team_phase_end(me, n);
-    while (st_team_item(me, nx, &it)) {
-        st_team_part(16, nx, it, &lo, &hi);
-        for (int xi = lo; xi < hi; xi++)
-            small_gemm(0, T, OC, I, V + xi * ldv, I, U + (size_t)xi * I * OC, OC, 0.0f,
-                       M + xi * ldm, OC);
-        st_team_item_done(me);
-    }
-    st_team_phase_end(me, nx);
-    while (st_team_item(me, n, &it)) {
-        st_team_part(g.TH, n, it, &lo, &hi);
-        wino_output(yt, M, ldm, 0, OC, s->OH, OW, &g, junk, lo, hi);
+        int T = (hi - lo) * TW;
+        size_t ldv = wino_ld((size_t)T * I), ldm = wino_ld((size_t)T * OC);
+        wino_hwc(own.hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * lo, 2 * hi + 2);
+        wino_input(own.V, ldv, -lo * TW, own.hwc, I, &g, lo, hi);
+        for (int xi = 0; xi < 16; xi++)
+            small_gemm(0, T, OC, I, own.V + xi * ldv, I, U + (size_t)xi * I * OC, OC, 0.0f,
+                       own.M + xi * ldm, OC);
+        wino_output(yt, own.M, ldm, -lo * TW, OC, s->OH, OW, &g, own.junk, lo, hi);
         /* (pooled: tile rows are the pool's rows; an odd last row is dropped) */
         int lim = pooled ? s->OH & ~1 : s->OH, r0 = 2 * lo, r1 = 2 * hi < lim ? 2 * hi : lim;
         if (r1 > r0)
