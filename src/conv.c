@@ -475,7 +475,7 @@ static inline v4i unordered4(v4f a, v4f b)
  * NaN; returns 1 if the row held one after all (its values are then wrong: the caller writes
  * the row again without fast), else 0. */
 static inline __attribute__((always_inline)) int
-pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, int OC, int PW,
+pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, size_t OC, int PW,
           v4f k, v4f b, v4i flip, int relu, int raw, int fast)
 {
     v4i nan = {0, 0, 0, 0};
@@ -483,7 +483,7 @@ pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, i
         j = j > PW - 4 ? PW - 4 : j; /* the last four overlap: the same values again */
         v4f r[4], c[4];
         for (int q = 0; q < 4; q++) {
-            const float *p = s0 + (size_t)2 * (j + q) * OC;
+            const float *p = s0 + 2 * (size_t)(j + q) * OC;
             v4f v[4], zero = {0, 0, 0, 0};
             memcpy(&v[0], p, sizeof v[0]), memcpy(&v[1], p + OC, sizeof v[1]);
             memcpy(&v[2], p + row, sizeof v[2]), memcpy(&v[3], p + row + OC, sizeof v[3]);
@@ -520,17 +520,17 @@ pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, i
 }
 
 /* affine_transpose's values (without sums), 2x2 max-pooled with stride 2 as they are written:
- * src holds 2 * PH rows of OW pixels x OC channels; dst[oc * ldd + i * (OW / 2) + j] receives
+ * src holds 2 * PH rows of OW pixels x OC channels (pixels lds floats apart); dst[oc * ldd + i * (OW / 2) + j] receives
  * the maximum of window (i, j) (an odd last column is dropped, as PyTorch's floor mode does).
  * The pool compares the affine map's (and ReLU's) output in kernels.c's order (the top pair,
  * the bottom pair, then those two), so the values are those of the layers run one by one. */
 ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
-                                                const float *restrict src, int PH, int OW,
-                                                int OC, const float *scale, const float *shift,
-                                                int relu)
+                                                const float *restrict src, size_t lds, int PH,
+                                                int OW, int OC, const float *scale,
+                                                const float *shift, int relu)
 {
     int PW = OW / 2, oc4 = OC & ~3;
-    size_t row = (size_t)OW * OC;
+    size_t row = (size_t)OW * lds;
     for (int o = 0; o < oc4 && PW >= 4; o += 4) {
         v4f k, b, zero = {0, 0, 0, 0};
         affine4(&k, &b, scale, shift, o);
@@ -548,9 +548,9 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
             const float *s0 = src + 2 * (size_t)i * row + o;
             float *d = dst + (size_t)o * ldd + (size_t)i * PW;
             if (!raw)
-                pool_row4(d, ldd, s0, row, OC, PW, k, b, flip, relu, 0, 0);
-            else if (pool_row4(d, ldd, s0, row, OC, PW, k, b, flip, relu, 1, 1))
-                pool_row4(d, ldd, s0, row, OC, PW, k, b, flip, relu, 1, 0);
+                pool_row4(d, ldd, s0, row, lds, PW, k, b, flip, relu, 0, 0);
+            else if (pool_row4(d, ldd, s0, row, lds, PW, k, b, flip, relu, 1, 1))
+                pool_row4(d, ldd, s0, row, lds, PW, k, b, flip, relu, 1, 0);
         }
     }
     for (int oc = 0; oc < OC; oc++) { /* what the blocks left: rows under 4 windows, OC % 4 */
@@ -559,9 +559,9 @@ ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
         float kk = scale ? scale[oc] : 1.0f, bb = shift ? shift[oc] : 0.0f;
         for (int i = 0; i < PH; i++)
             for (int j = 0; j < PW; j++) {
-                const float *p = src + 2 * (size_t)i * row + (size_t)2 * j * OC + oc;
-                float v[4] = {p[0] * kk + bb, p[OC] * kk + bb, p[row] * kk + bb,
-                              p[row + OC] * kk + bb};
+                const float *p = src + 2 * (size_t)i * row + 2 * (size_t)j * lds + oc;
+                float v[4] = {p[0] * kk + bb, p[lds] * kk + bb, p[row] * kk + bb,
+                              p[row + lds] * kk + bb};
                 for (int e = 0; relu && e < 4; e++)
                     v[e] = st_relu(v[e]);
                 dst[(size_t)oc * ldd + (size_t)i * PW + j] =
@@ -792,11 +792,11 @@ ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
 }
 
 /* yt[pixel][o] (one image, OH x OW pixels, O channels, a multiple of 8) = A^T M A for each of
- * its tiles in tile rows [ty0, ty1), from M[xi][t0 + tile][o] (ldm floats per xi); outputs past
- * the edge go to junk. */
+ * its tiles in tile rows [ty0, ty1) and channels o in [o0, o1) (multiples of 8), from
+ * M[xi][t0 + tile][o] (ldm floats per xi); outputs past the edge go to junk. */
 ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict M, size_t ldm,
                                       int t0, int O, int OH, int OW, const wino_geom *g,
-                                      float *restrict junk, int ty0, int ty1)
+                                      float *restrict junk, int ty0, int ty1, int o0, int o1)
 {
     for (int ty = ty0; ty < ty1; ty++)
         for (int tx = 0; tx < g->TW; tx++) {
@@ -806,7 +806,7 @@ ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict 
             float *o01 = x0 + 1 < OW ? o00 + O : junk;
             float *o10 = y0 + 1 < OH ? o00 + (size_t)OW * O : junk;
             float *o11 = x0 + 1 < OW && y0 + 1 < OH ? o00 + (size_t)(OW + 1) * O : junk;
-            for (int o = 0; o < O; o += 8) {
+            for (int o = o0; o < o1; o += 8) {
                 v8f r0[4], r1[4];
                 for (int k = 0; k < 4; k++) {
                     v8f m0 = *(const v8f *)(m + (size_t)k * ldm + o);
@@ -948,7 +948,7 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
                        M + xi * ldm, O);
         for (int j = 0; j < cn; j++)
             wino_output(yt + (size_t)(j0 + j) * P * O, M, ldm, j * g.T, O, H, W, &g, junk, 0,
-                        g.TH);
+                        g.TH, 0, O);
     }
 }
 
@@ -1047,23 +1047,34 @@ typedef struct conv_call {
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
 
-/* Output rows [r0, r1) of one image (r0 even; with pooled, r1 too) from their rows of its y^T
- * (yt[pixel][OC]) into its planes out, or 2x2-pooled into its planes pooled, for a group
- * (write_group_t) or a team's member (stats: with out only). */
+/* Output rows [r0, r1) of channels [o0, o1) of one image (r0 even; with pooled, r1 too) from
+ * their rows of its y^T (yt[pixel][OC]) into its planes out, or 2x2-pooled into its planes
+ * pooled, for a team's member (write_rows: all channels, also for a group; stats: with out
+ * only, all channels). */
+static void write_part(float *out, float *pooled, const float *yt, const st_conv_shape *s,
+                       int r0, int r1, int o0, int o1, const float *scale, const float *shift,
+                       int relu, double *stats)
+{
+    int OC = s->OC, OW = s->OW;
+    const float *src = yt + (size_t)r0 * OW * OC + o0;
+    scale = scale ? scale + o0 : NULL, shift = shift ? shift + o0 : NULL;
+    if (pooled) {
+        int PW = OW / 2;
+        size_t plane = (size_t)(s->OH / 2) * PW;
+        affine_pool_transpose(pooled + (size_t)o0 * plane + (size_t)(r0 / 2) * PW, plane, src,
+                              (size_t)OC, (r1 - r0) / 2, OW, o1 - o0, scale, shift, relu);
+        return;
+    }
+    size_t plane = (size_t)s->OH * OW;
+    affine_transpose(out + (size_t)o0 * plane + (size_t)r0 * OW, plane, src, (size_t)OC,
+                     (r1 - r0) * OW, o1 - o0, scale, shift, relu, stats);
+}
+
 static void write_rows(float *out, float *pooled, const float *yt, const st_conv_shape *s,
                        int r0, int r1, const float *scale, const float *shift, int relu,
                        double *stats)
 {
-    int OC = s->OC, OW = s->OW;
-    if (pooled) {
-        int PW = OW / 2;
-        affine_pool_transpose(pooled + (size_t)(r0 / 2) * PW, (size_t)(s->OH / 2) * PW,
-                              yt + (size_t)r0 * OW * OC, (r1 - r0) / 2, OW, OC, scale, shift,
-                              relu);
-        return;
-    }
-    affine_transpose(out + (size_t)r0 * OW, (size_t)s->OH * OW, yt + (size_t)r0 * OW * OC,
-                     (size_t)OC, (r1 - r0) * OW, OC, scale, shift, relu, stats);
+    write_part(out, pooled, yt, s, r0, r1, 0, s->OC, scale, shift, relu, stats);
 }
 
 /* A group's y^T[gn*P, OC] into the images' NCHW planes, each row with the channels' affine map
@@ -1498,30 +1509,43 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
         st_team_phase_end(me, n);
         return;
     }
-    /* One phase: each item is a band of tile rows, run start to end (input transform, the 16
-     * products over the band's tiles, output transform, the write) in this member's own
-     * scratch: nothing crosses to another core but the band's input rows and output. A
-     * product's rows are computed alike whatever band they fall in, so the values are those
-     * of the whole image at once. Items: one per member (a band's tiles fill the micro-kernel's
-     * rows better than smaller bands would), taken by whoever is free. */
+    /* One phase: each item, run start to end in its member's own scratch (input transform,
+     * products, output transform, the write), is a band of tile rows or, where bands would
+     * leave the micro-kernel's rows emptier (conv3 at 7x7: 2 x 8 tiles fill 24 rows where 16
+     * fill 18), a band of output channels over the whole image (its input transform is then
+     * made by every member: a small share). Nothing crosses to another core but the input and
+     * the items' outputs. A product's rows and columns are computed alike whatever item they
+     * fall in, so the values are those of the whole image at once. Items: one per member,
+     * taken by whoever is free. */
     wino_geom g = wino_geometry(s);
     wino_scratch_parts own = wino_parts(wino_scratch(&c, mine), &g);
     const float *U = wcache + (size_t)OC * s->C * 9;
-    int I = s->C, TW = g.TW, n = me->size < g.TH ? me->size : g.TH;
-    while (st_team_item(me, n, &it)) { /* tile rows [lo, hi): input rows [2 lo, 2 hi + 2) */
-        st_team_part(g.TH, n, it, &lo, &hi);
-        int T = (hi - lo) * TW;
+    const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
+    int I = s->C, TW = g.TW, mr = kr->mr, nr = kr->nr, n = me->size < g.TH ? me->size : g.TH;
+    int band_rows = 0, units = OC / nr;
+    for (int i = 0; i < n; i++) {
+        st_team_part(g.TH, n, i, &lo, &hi);
+        band_rows += ((hi - lo) * TW + mr - 1) / mr * mr;
+    }
+    int by_oc = OC % nr == 0 && units >= 2 && band_rows > (g.T + mr - 1) / mr * mr;
+    if (by_oc)
+        n = me->size < units ? me->size : units;
+    while (st_team_item(me, n, &it)) {
+        st_team_part(by_oc ? units : g.TH, n, it, &lo, &hi);
+        /* tile rows [ty0, ty1) (input rows [2 ty0, 2 ty1 + 2)), channels [o0, o1) */
+        int ty0 = by_oc ? 0 : lo, ty1 = by_oc ? g.TH : hi;
+        int o0 = by_oc ? lo * nr : 0, o1 = by_oc ? hi * nr : OC, T = (ty1 - ty0) * TW;
         size_t ldv = wino_ld((size_t)T * I), ldm = wino_ld((size_t)T * OC);
-        wino_hwc(own.hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * lo, 2 * hi + 2);
-        wino_input(own.V, ldv, -lo * TW, own.hwc, I, &g, lo, hi);
+        wino_hwc(own.hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * ty0, 2 * ty1 + 2);
+        wino_input(own.V, ldv, -ty0 * TW, own.hwc, I, &g, ty0, ty1);
         for (int xi = 0; xi < 16; xi++)
-            small_gemm(0, T, OC, I, own.V + xi * ldv, I, U + (size_t)xi * I * OC, OC, 0.0f,
-                       own.M + xi * ldm, OC);
-        wino_output(yt, own.M, ldm, -lo * TW, OC, s->OH, OW, &g, own.junk, lo, hi);
+            small_gemm(0, T, o1 - o0, I, own.V + xi * ldv, I, U + (size_t)xi * I * OC + o0, OC,
+                       0.0f, own.M + xi * ldm + o0, OC);
+        wino_output(yt, own.M, ldm, -ty0 * TW, OC, s->OH, OW, &g, own.junk, ty0, ty1, o0, o1);
         /* (pooled: tile rows are the pool's rows; an odd last row is dropped) */
-        int lim = pooled ? s->OH & ~1 : s->OH, r0 = 2 * lo, r1 = 2 * hi < lim ? 2 * hi : lim;
+        int lim = pooled ? s->OH & ~1 : s->OH, r0 = 2 * ty0, r1 = 2 * ty1 < lim ? 2 * ty1 : lim;
         if (r1 > r0)
-            write_rows(out, pooled, yt, s, r0, r1, scale, shift, relu, NULL);
+            write_part(out, pooled, yt, s, r0, r1, o0, o1, scale, shift, relu, NULL);
         st_team_item_done(me);
     }
     st_team_phase_end(me, n);
