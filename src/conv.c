@@ -520,8 +520,9 @@ pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, s
 }
 
 /* affine_transpose's values (without sums), 2x2 max-pooled with stride 2 as they are written:
- * src holds 2 * PH rows of OW pixels x OC channels (pixels lds floats apart); dst[oc * ldd + i * (OW / 2) + j] receives
- * the maximum of window (i, j) (an odd last column is dropped, as PyTorch's floor mode does).
+ * src holds 2 * PH rows of OW pixels x OC channels (pixels lds floats apart); dst[oc * ldd +
+ * i * (OW / 2) + j] receives the maximum of window (i, j) (an odd last column is dropped, as
+ * PyTorch's floor mode does).
  * The pool compares the affine map's (and ReLU's) output in kernels.c's order (the top pair,
  * the bottom pair, then those two), so the values are those of the layers run one by one. */
 ST_VEC_CLONES static void affine_pool_transpose(float *restrict dst, size_t ldd,
@@ -1435,17 +1436,16 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* ---------------------------------------------------------------- a team on one image
  *
- * Evaluation of one image by a team (team.h), in phases of st_team_items() items each. One input
- * channel: one phase, items of output rows (the member pads the image and builds the weight
- * panels in its own scratch before its first one), each written (affine map, ReLU, transpose)
- * into the planes. Winograd: the input transform, items of tile rows (their rows of the
- * channels-last copy in the member's scratch, their tiles into the shared V, member 0's
- * scratch); the 16 products; the output transform and the write, items of tile rows. The same
- * functions as the single-threaded path compute every value, so the result is the same to the
- * bit. */
+ * Evaluation of one image by a team (team.h), each conv one phase. One input channel: items of
+ * output rows (st_team_items() of them; the member pads the image and builds the weight panels
+ * in its own scratch before its first one), each written (affine map, ReLU, transpose, or the
+ * pool) into the planes. Winograd: one item per member, a band of tile rows or of output
+ * channels, run start to end in the member's own scratch (see st_conv_forward_member). The
+ * same functions as the single-threaded path compute every value, so the result is the same to
+ * the bit. */
 
-/* Winograd for a team: room in V after the image's products for the rows small_gemm reads past
- * them (else they would be M's, which other members may be writing). */
+/* Winograd for a team: room in a member's V after the image's products for the rows small_gemm
+ * reads past them (the member's M follows). */
 static int member_wino(const st_conv_shape *s)
 {
     if (!winograd_on || !wino_fits(s))
