@@ -557,13 +557,56 @@ static void forward_layers(st_model *m, const float *x, int n)
  * image that took more than twice the average counts as twice: a moment's delay); the
  * other is tried now and then, TRIAL images in a row of which the first WARM are not counted
  * (caches, and OpenMP's threads, asleep after a while without work, take some waking). While
- * the team is faster, alone is tried every SOLO_EVERY images; while alone is faster, the team
- * every TEAM_EVERY_US microseconds only: after a parallel region OpenMP's threads spin for some
- * milliseconds, taking from a core they share the time that running alone needs. */
+ * the team is faster, alone is tried every SOLO_EVERY images. While alone is faster, the team is
+ * tried again after TEAM_EVERY_MIN_US, a wait that doubles each time it loses again, up to
+ * TEAM_EVERY_MAX_US: a trial decided by a moment when the other core was busy (the first one
+ * comes before OpenMP's threads have even started) is soon tried again, but a team that keeps
+ * losing is tried rarely: after a parallel region OpenMP's threads spin for some milliseconds,
+ * taking from a core they share the time that running alone needs. */
 #define TRIAL 8
 #define WARM 2
 #define SOLO_EVERY 256
-#define TEAM_EVERY_US 200000.0
+#define TEAM_EVERY_MIN_US 2000.0
+#define TEAM_EVERY_MAX_US 200000.0
+
+int st_b1_choose(st_b1_timer *b, double now)
+{
+    int faster = b->us[1] < b->us[0]; /* (the team, once both are measured) */
+    if (!b->trial_left) {
+        int want = -1;
+        if (b->us[1] == 0.0)
+            want = 1;
+        else if (b->us[0] == 0.0)
+            want = 0;
+        else if (faster ? ++b->since_trial % SOLO_EVERY == 0 : now >= b->team_trial_at)
+            want = !faster;
+        if (want >= 0)
+            b->trial = want, b->trial_left = TRIAL, b->trial_sum = 0.0;
+    }
+    return b->trial_left ? b->trial : faster;
+}
+
+void st_b1_record(st_b1_timer *b, int use_team, double us, double end)
+{
+    b->runs[use_team]++;
+    if (!b->trial_left) { /* (one image delayed by something else counts as 2 at most) */
+        double *avg = &b->us[use_team];
+        *avg += ((us < 2 * *avg ? us : 2 * *avg) - *avg) / 8;
+        return;
+    }
+    if (TRIAL - b->trial_left >= WARM)
+        b->trial_sum += us;
+    if (--b->trial_left == 0) {
+        b->us[b->trial] = b->trial_sum / (TRIAL - WARM);
+        if (b->trial && b->us[0] > 0.0) { /* (a team trial that both times can judge) */
+            if (b->us[1] < b->us[0] || b->team_every == 0.0)
+                b->team_every = TEAM_EVERY_MIN_US;
+            else if ((b->team_every *= 2) > TEAM_EVERY_MAX_US)
+                b->team_every = TEAM_EVERY_MAX_US;
+            b->team_trial_at = end + b->team_every;
+        }
+    }
+}
 
 static double now_us(void)
 {
@@ -578,37 +621,13 @@ static void forward_one(st_model *m, const float *x, int team)
     if (team != b->size) /* (the threads changed: measure again) */
         *b = (st_b1_timer){.size = team};
     double t0 = now_us();
-    int faster = b->us[1] < b->us[0]; /* (the team, once both are measured) */
-    if (!b->trial_left) {
-        int want = -1;
-        if (b->us[1] == 0.0)
-            want = 1;
-        else if (b->us[0] == 0.0)
-            want = 0;
-        else if (faster ? ++b->since_trial % SOLO_EVERY == 0 : t0 >= b->team_trial_at)
-            want = !faster;
-        if (want >= 0)
-            b->trial = want, b->trial_left = TRIAL, b->trial_sum = 0.0;
-    }
-    int use_team = b->trial_left ? b->trial : faster;
+    int use_team = st_b1_choose(b, t0);
     if (use_team)
         st_forward_team(m, x, team);
     else
         forward_layers(m, x, 1);
-    double t1 = now_us(), us = t1 - t0;
-    b->runs[use_team]++;
-    if (!b->trial_left) { /* (one image delayed by something else counts as 2 at most) */
-        double *avg = &b->us[use_team];
-        *avg += ((us < 2 * *avg ? us : 2 * *avg) - *avg) / 8;
-        return;
-    }
-    if (TRIAL - b->trial_left >= WARM)
-        b->trial_sum += us;
-    if (--b->trial_left == 0) {
-        b->us[b->trial] = b->trial_sum / (TRIAL - WARM);
-        if (b->trial)
-            b->team_trial_at = t1 + TEAM_EVERY_US;
-    }
+    double t1 = now_us();
+    st_b1_record(b, use_team, t1 - t0, t1);
 }
 
 int st_model_forward(st_model *m, const float *x, int n, const float **logits, st_error *err)

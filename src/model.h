@@ -84,9 +84,15 @@ typedef struct st_b1_timer {
     int trial, trial_left; /* a trial of way `trial` under way: images left */
     double trial_sum;     /* its counted time so far */
     double team_trial_at; /* when to try the team again while alone is faster (us) */
+    double team_every;    /* the wait before that: doubles while the team keeps losing (us) */
     unsigned since_trial; /* images by the team since alone was last tried */
     unsigned runs[2];     /* images run alone, by the team (for tests) */
 } st_b1_timer;
+
+/* The timer's choice for the next image, begun at `now` (us): 1 by the team, 0 alone; then what
+ * it took (us), ended at `end`. (model.c; apart for tests, which feed them made-up times.) */
+int st_b1_choose(st_b1_timer *b, double now);
+void st_b1_record(st_b1_timer *b, int use_team, double us, double end);
 
 struct st_model {
     st_model_kind kind;

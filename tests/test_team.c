@@ -290,6 +290,69 @@ static void test_forward_batch1_switching(void)
     st_model_free(m);
 }
 
+/* The batch-1 timer with made-up times (st_b1_choose, st_b1_record): t the clock (us), the
+ * team's cost per image team_us(t), alone's solo_us; returns images run by the team among those
+ * begun in [from, to). */
+typedef double (*cost_fn)(double t);
+
+static unsigned simulate_b1(st_b1_timer *b, double *t, double to, cost_fn team_us, double solo_us,
+                            double from, unsigned *images)
+{
+    unsigned by_team = 0;
+    *images = 0;
+    while (*t < to) {
+        int team = st_b1_choose(b, *t);
+        double us = team ? team_us(*t) : solo_us;
+        if (*t >= from) {
+            by_team += (unsigned)team;
+            (*images)++;
+        }
+        *t += us;
+        st_b1_record(b, team, us, *t);
+    }
+    return by_team;
+}
+
+static double team_busy_first_ms(double t) /* the other core busy for the first 5 ms */
+{
+    return t < 5000.0 ? 300.0 : 60.0;
+}
+
+static double team_always_slow(double t)
+{
+    (void)t;
+    return 200.0;
+}
+
+static double team_fast_after_1s(double t)
+{
+    return t < 1e6 ? 200.0 : 60.0;
+}
+
+/* A team trial lost to a moment when the other core was busy is tried again within
+ * milliseconds; a team that keeps losing is tried rarely (its trials cost the images they run);
+ * once it is faster again, it serves within the longest wait. */
+static void test_b1_timer(void)
+{
+    st_b1_timer b = {.size = 2};
+    double t = 0.0;
+    unsigned n, team = simulate_b1(&b, &t, 20000.0, team_busy_first_ms, 100.0, 10000.0, &n);
+    printf("  busy first: by the team %u of the %u images begun in 10-20 ms\n", team, n);
+    CHECK(n > 0 && team >= n * 9 / 10);
+
+    b = (st_b1_timer){.size = 2}, t = 0.0;
+    team = simulate_b1(&b, &t, 1e6, team_always_slow, 100.0, 0.0, &n);
+    printf("  team always slower: by the team %u of %u images in 1 s\n", team, n);
+    CHECK(n > 0 && team <= n / 50);
+
+    b = (st_b1_timer){.size = 2}, t = 0.0;
+    simulate_b1(&b, &t, 1e6, team_fast_after_1s, 100.0, 0.0, &n);
+    team = simulate_b1(&b, &t, 1.5e6, team_fast_after_1s, 100.0, 1.25e6, &n);
+    printf("  team faster after 1 s: by the team %u of the %u images begun in 1.25-1.5 s\n", team,
+           n);
+    CHECK(n > 0 && team >= n * 9 / 10);
+}
+
 int main(void)
 {
     printf("kernels: %s\n", st_kernel_name());
@@ -297,5 +360,6 @@ int main(void)
     RUN(test_conv_members);
     RUN(test_team_forward);
     RUN(test_forward_batch1_switching);
+    RUN(test_b1_timer);
     return CHECK_DONE();
 }
