@@ -470,12 +470,12 @@ static inline v4i unordered4(v4f a, v4f b)
 }
 
 /* One row of 2x2 windows for channels [o, o + 4) of affine_pool_transpose (d: the row's first
- * output of channel o; s0: its windows' top-left inputs). raw: the window's input is chosen
- * first (see affine_pool_transpose), fast: by maxps, with a ReLU as max(v, 0), assuming no
- * NaN; returns 1 if the row held one after all (its values are then wrong: the caller writes
- * the row again without fast), else 0. */
+ * output of channel o; s0: its windows' top-left inputs, pixels ps and rows `row` floats
+ * apart). raw: the window's input is chosen first (see affine_pool_transpose), fast: by maxps,
+ * with a ReLU as max(v, 0), assuming no NaN; returns 1 if the row held one after all (its
+ * values are then wrong: the caller writes the row again without fast), else 0. */
 static inline __attribute__((always_inline)) int
-pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, size_t OC, int PW,
+pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, size_t ps, int PW,
           v4f k, v4f b, v4i flip, int relu, int raw, int fast)
 {
     v4i nan = {0, 0, 0, 0};
@@ -483,10 +483,10 @@ pool_row4(float *restrict d, size_t ldd, const float *restrict s0, size_t row, s
         j = j > PW - 4 ? PW - 4 : j; /* the last four overlap: the same values again */
         v4f r[4], c[4];
         for (int q = 0; q < 4; q++) {
-            const float *p = s0 + 2 * (size_t)(j + q) * OC;
+            const float *p = s0 + 2 * (size_t)(j + q) * ps;
             v4f v[4], zero = {0, 0, 0, 0};
-            memcpy(&v[0], p, sizeof v[0]), memcpy(&v[1], p + OC, sizeof v[1]);
-            memcpy(&v[2], p + row, sizeof v[2]), memcpy(&v[3], p + row + OC, sizeof v[3]);
+            memcpy(&v[0], p, sizeof v[0]), memcpy(&v[1], p + ps, sizeof v[1]);
+            memcpy(&v[2], p + row, sizeof v[2]), memcpy(&v[3], p + row + ps, sizeof v[3]);
             if (raw) {
                 for (int e = 0; e < 4; e++)
                     v[e] = (v4f)((v4i)v[e] ^ flip);

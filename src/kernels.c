@@ -543,17 +543,28 @@ static void mul_inplace(float *restrict d, const float *restrict mask, size_t n)
         d[i] *= mask[i];
 }
 
-static void relu_backward(float *dinp, const float *dout, const float *out, size_t total)
+/* An element-wise backward pass in chunks, threaded: dinp = f(dout, aux) by copy(dinp, dout,
+ * aux, n), or in place (dinp == dout) by inplace(dinp, aux, n), chunk by chunk. */
+typedef void (*inplace_fn)(float *restrict, const float *restrict, size_t);
+typedef void (*copy_fn)(float *restrict, const float *restrict, const float *restrict, size_t);
+
+static void chunked_backward(float *dinp, const float *dout, const float *aux, size_t total,
+                             inplace_fn inplace, copy_fn copy)
 {
     long nc = (long)((total + CHUNK - 1) / CHUNK);
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nc > 2)
     for (long c = 0; c < nc; c++) {
         size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
         if (dinp == dout)
-            relu_backward_inplace_chunk(dinp + lo, out + lo, n);
+            inplace(dinp + lo, aux + lo, n);
         else
-            relu_backward_chunk(dinp + lo, dout + lo, out + lo, n);
+            copy(dinp + lo, dout + lo, aux + lo, n);
     }
+}
+
+static void relu_backward(float *dinp, const float *dout, const float *out, size_t total)
+{
+    chunked_backward(dinp, dout, out, total, relu_backward_inplace_chunk, relu_backward_chunk);
 }
 
 /* The masks of dropout_forward_ref (see st_dropout_block), blocks drawn in parallel. */
@@ -585,15 +596,7 @@ static void mul_chunk(float *restrict out, const float *restrict a, const float 
 /* Dropout's backward: dinp = dout * mask (in place where dinp == dout), in chunks. */
 static void dropout_backward(float *dinp, const float *dout, const float *mask, size_t total)
 {
-    long nc = (long)((total + CHUNK - 1) / CHUNK);
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nc > 2)
-    for (long c = 0; c < nc; c++) {
-        size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
-        if (dinp == dout)
-            mul_inplace(dinp + lo, mask + lo, n);
-        else
-            mul_chunk(dinp + lo, dout + lo, mask + lo, n);
-    }
+    chunked_backward(dinp, dout, mask, total, mul_inplace, mul_chunk);
 }
 
 /* The scale and shift of conv l and its batch norm in evaluation mode (below). */
