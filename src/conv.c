@@ -746,8 +746,16 @@ ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict sr
         memset(row, 0, sizeof(float) * (size_t)C);
         memset(row + (size_t)(W + 1) * C, 0, sizeof(float) * (size_t)C * (size_t)(g->Wp - W - 1));
         const float *s0 = src + (size_t)h * W;
-        int x = 0;
-        for (; x + 4 <= W; x += 4)
+        if (W < 4) {
+            for (int x = 0; x < W; x++)
+                for (int c = 0; c < C; c++)
+                    row[(size_t)(x + 1) * C + c] = s0[(size_t)c * cs + x];
+            continue;
+        }
+        /* blocks of 4 columns, the last from W - 4 (rewriting a few with the same values) */
+        for (int x = 0;; x += 4) {
+            if (x > W - 4)
+                x = W - 4;
             for (int c = 0; c < C; c += 4) {
                 v4f r[4];
                 for (int i = 0; i < 4; i++)
@@ -757,9 +765,9 @@ ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict sr
                 for (int k = 0; k < 4; k++)
                     memcpy(row + (size_t)(x + 1 + k) * C + c, &o[k], sizeof o[k]);
             }
-        for (; x < W; x++)
-            for (int c = 0; c < C; c++)
-                row[(size_t)(x + 1) * C + c] = s0[(size_t)c * cs + x];
+            if (x == W - 4)
+                break;
+        }
     }
 }
 
