@@ -312,63 +312,86 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
 /* ------------------------------------------------------------------------------ max pool */
 
 typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
 
-/* Lanes where the next candidate n replaces the maximum so far p: n is greater, or a NaN after a
- * number (the first maximum wins, and the first NaN). */
-static inline v4i pool_wins(v4f p, v4f n)
-{
-    return ((n > p) | (n != n)) & (p == p);
-}
+/* The even and the odd lanes of a, then b (a window's left and right values). */
+#define EVEN4(a, b) ST_SHUFFLE4(a, b, 0, 2, 4, 6)
+#define ODD4(a, b) ST_SHUFFLE4(a, b, 1, 3, 5, 7)
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#else
+#define EVEN8(a, b) __builtin_shuffle(a, b, (v8i){0, 2, 4, 6, 8, 10, 12, 14})
+#define ODD8(a, b) __builtin_shuffle(a, b, (v8i){1, 3, 5, 7, 9, 11, 13, 15})
+#endif
 
+/* Lanes where the next candidate n replaces the maximum so far p: n is greater, or a NaN after
+ * a number (the first maximum wins, and the first NaN). Macros, for vectors of any width (a
+ * function passing 8-lane vectors by value would have two ABIs, with and without AVX). */
+#define POOL_WINS(p, n) ((((n) > (p)) | ((n) != (n))) & ((p) == (p)))
 /* a where t, else b, lane by lane (t: all ones or all zeros). */
-static inline v4i pool_pick(v4i t, v4i a, v4i b)
-{
-    return (t & a) | (~t & b);
-}
+#define POOL_PICK(t, a, b) (((t) & (a)) | (~(t) & (b)))
 
-/* Four outputs of a 2x2 max pool: the maxima of the pairs (r0[2i], r0[2i+1]) and (r1[2i],
- * r1[2i+1]), i < 4, and (am != NULL) their positions, base + {0, 1, W, W + 1}; the first maximum
- * wins (PyTorch's rule) and a NaN wins over everything after it. With q (see maxpool2x2_plane),
- * xm != NULL receives the input values at the maxima. */
-static inline void maxpool2x2_4(float *y, int32_t *am, float *xm, const float *r0,
-                                const float *r1, v4i base, int W, const bn_chan *q)
-{
-    v4f a0, a1, b0, b1;
-    memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 4, sizeof a1);
-    memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + 4, sizeof b1);
-    /* each window's four values, one vector per position: top left, top right, bottom left,
-     * bottom right (xc), and what the pool compares (v): with q, they are a batch norm's inputs,
-     * so its output and ReLU (as chan_affine computes them) */
-    v4f xc[4] = {ST_SHUFFLE4(a0, a1, 0, 2, 4, 6), ST_SHUFFLE4(a0, a1, 1, 3, 5, 7),
-                 ST_SHUFFLE4(b0, b1, 0, 2, 4, 6), ST_SHUFFLE4(b0, b1, 1, 3, 5, 7)};
-    v4f v[4] = {xc[0], xc[1], xc[2], xc[3]}, zero = {0, 0, 0, 0};
-    if (q)
-        for (int i = 0; i < 4; i++) {
-            v[i] = bn_out4(xc[i], q);
-            v[i] = (v4f)((v4i)v[i] & ((v[i] > zero) | (v[i] != v[i])));
-        }
-    /* the first maximum of the top pair, of the bottom pair, then of those two: the same choice
-     * as taking the four in order, with two steps of dependent selects instead of three */
-    v4f m[2];
-    v4i k[2], x[2];
-    for (int r = 0; r < 2; r++) {
-        v4i t = pool_wins(v[2 * r], v[2 * r + 1]);
-        m[r] = (v4f)pool_pick(t, (v4i)v[2 * r + 1], (v4i)v[2 * r]);
-        k[r] = base + r * W + (t & 1);
-        x[r] = pool_pick(t, (v4i)xc[2 * r + 1], (v4i)xc[2 * r]);
+/* The max pool's vector code for N = 4 lanes (VF, VI: float and int vectors) and for 8 (one AVX
+ * operation each, two SSE ones in the baseline build): the same operations lane by lane, so the
+ * two widths give the same values.
+ *
+ * maxpool2x2_N: N outputs of a 2x2 max pool: the maxima of the pairs (r0[2i], r0[2i+1]) and
+ * (r1[2i], r1[2i+1]), i < N, and (am != NULL) their positions, b + 2i + {0, 1, W, W + 1}; the first
+ * maximum wins (PyTorch's rule) and a NaN wins over everything after it. With q (see
+ * maxpool2x2_plane), xm != NULL receives the input values at the maxima. Each window's four
+ * values make one vector per position: top left, top right, bottom left, bottom right (xc); what
+ * the pool compares (v): with q, they are a batch norm's inputs, so its output and ReLU (as
+ * chan_affine computes them: st_bn_out's operations); then the first maximum of the top pair, of
+ * the bottom pair, then of those two: the same choice as taking the four in order, with two steps
+ * of dependent selects instead of three. */
+#define POOL_LANES(N, VF, VI, EVEN, ODD)                                                         \
+    static inline __attribute__((always_inline)) void maxpool2x2_##N(                           \
+        float *y, int32_t *am, float *xm, const float *r0,                                       \
+                                      const float *r1, int b, int W, const bn_chan *q)           \
+    {                                                                                            \
+        VF a0, a1, b0, b1, zero = {0};                                                           \
+        VI base;                                                                                 \
+        for (int i = 0; i < N; i++)                                                              \
+            base[i] = b + 2 * i;                                                                 \
+        memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + N, sizeof a1);                              \
+        memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + N, sizeof b1);                              \
+        VF xc[4] = {EVEN(a0, a1), ODD(a0, a1), EVEN(b0, b1), ODD(b0, b1)};                       \
+        VF v[4] = {xc[0], xc[1], xc[2], xc[3]};                                                  \
+        if (q) {                                                                                 \
+            VF mean, inv, g, be;                                                                 \
+            for (int i = 0; i < N; i++)                                                          \
+                mean[i] = q->mean, inv[i] = q->invstd, g[i] = q->g, be[i] = q->b;                \
+            for (int i = 0; i < 4; i++) {                                                        \
+                v[i] = (xc[i] - mean) * inv * g + be;                                            \
+                v[i] = (VF)((VI)v[i] & ((v[i] > zero) | (v[i] != v[i])));                        \
+            }                                                                                    \
+        }                                                                                        \
+        VF m[2];                                                                                 \
+        VI k[2], x[2];                                                                           \
+        for (int r = 0; r < 2; r++) {                                                            \
+            VI t = POOL_WINS(v[2 * r], v[2 * r + 1]);                                            \
+            m[r] = (VF)POOL_PICK(t, (VI)v[2 * r + 1], (VI)v[2 * r]);                             \
+            k[r] = base + r * W + (t & 1);                                                       \
+            x[r] = POOL_PICK(t, (VI)xc[2 * r + 1], (VI)xc[2 * r]);                               \
+        }                                                                                        \
+        VI t = POOL_WINS(m[0], m[1]);                                                            \
+        VF mm = (VF)POOL_PICK(t, (VI)m[1], (VI)m[0]);                                            \
+        VI kk = POOL_PICK(t, k[1], k[0]), xx = POOL_PICK(t, x[1], x[0]);                         \
+        memcpy(y, &mm, sizeof mm);                                                               \
+        if (am)                                                                                  \
+            memcpy(am, &kk, sizeof kk);                                                          \
+        if (xm)                                                                                  \
+            memcpy(xm, &xx, sizeof xx);                                                          \
     }
-    v4i t = pool_wins(m[0], m[1]);
-    v4f mm = (v4f)pool_pick(t, (v4i)m[1], (v4i)m[0]);
-    v4i kk = pool_pick(t, k[1], k[0]), xx = pool_pick(t, x[1], x[0]);
-    memcpy(y, &mm, sizeof mm);
-    if (am)
-        memcpy(am, &kk, sizeof kk);
-    if (xm)
-        memcpy(xm, &xx, sizeof xx);
-}
 
-/* 2x2, stride 2, one plane, four outputs at a time: a row's last four are taken from OW - 4
- * (recomputing a few, same values), so rows of 4 or more outputs need no scalar tail. With
+POOL_LANES(4, v4f, v4i, EVEN4, ODD4)
+POOL_LANES(8, v8f, v8i, EVEN8, ODD8)
+
+/* 2x2, stride 2, one plane, eight or four outputs at a time: a row's last eight (four) are taken
+ * from OW - 8 (OW - 4), recomputing a few, same values, so rows of 4 or more outputs need no
+ * scalar tail. With
  * am == NULL (evaluation mode: no backward pass) the positions are not written. With q, x is a
  * batch norm's input, and the pool takes the maxima of that batch norm's output after a ReLU;
  * xm (training) then receives x at each maximum. */
@@ -382,16 +405,31 @@ ST_VEC_CLONES static void maxpool2x2_plane(float *restrict y, int32_t *restrict 
         int32_t *ar = am ? am + (size_t)oh * OW : NULL;
         float *xr = xm ? xm + (size_t)oh * OW : NULL;
         int ow = 0;
-        if (OW >= 4)
+        if (OW >= 8) /* 8 at a time, the last 8 from OW - 8 */
+            for (;; ow += 8) {
+                if (ow > OW - 8)
+                    ow = OW - 8;
+                int b = 2 * oh * W + 2 * ow;
+                if (!ar && !q)
+                    maxpool2x2_8(yr + ow, NULL, NULL, r0 + 2 * ow, r1 + 2 * ow, 0, W, NULL);
+                else
+                    maxpool2x2_8(yr + ow, ar ? ar + ow : NULL, xr ? xr + ow : NULL, r0 + 2 * ow,
+                                 r1 + 2 * ow, b, W, q);
+                if (ow == OW - 8) {
+                    ow = OW;
+                    break;
+                }
+            }
+        else if (OW >= 4)
             for (;; ow += 4) {
                 if (ow > OW - 4)
                     ow = OW - 4;
                 int b = 2 * oh * W + 2 * ow;
                 if (!ar && !q) /* evaluation: the values only (a copy inlined without the rest) */
-                    maxpool2x2_4(yr + ow, NULL, NULL, r0 + 2 * ow, r1 + 2 * ow, (v4i){0}, W, NULL);
+                    maxpool2x2_4(yr + ow, NULL, NULL, r0 + 2 * ow, r1 + 2 * ow, 0, W, NULL);
                 else
                     maxpool2x2_4(yr + ow, ar ? ar + ow : NULL, xr ? xr + ow : NULL, r0 + 2 * ow,
-                                 r1 + 2 * ow, (v4i){b, b + 2, b + 4, b + 6}, W, q);
+                                 r1 + 2 * ow, b, W, q);
                 if (ow == OW - 4) {
                     ow = OW;
                     break;
