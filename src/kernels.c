@@ -384,6 +384,24 @@ typedef int32_t v8i __attribute__((vector_size(32)));
             memcpy(am, &kk, sizeof kk);                                                          \
         if (xm)                                                                                  \
             memcpy(xm, &xx, sizeof xx);                                                          \
+    }                                                                                            \
+    /* A row of OW >= N outputs N at a time, the last N from OW - N (rewriting a few with the   \
+     * same values); the row's windows start at x[b0 + 2 ow]. */                                 \
+    static inline __attribute__((always_inline)) void pool_row_##N(                              \
+        float *yr, int32_t *ar, float *xr, const float *r0, const float *r1, int b0, int W,     \
+        int OW, const bn_chan *q)                                                                \
+    {                                                                                            \
+        for (int ow = 0;; ow += N) {                                                             \
+            if (ow > OW - N)                                                                     \
+                ow = OW - N;                                                                     \
+            if (!ar && !q) /* evaluation: the values only (inlined without the rest) */          \
+                maxpool2x2_##N(yr + ow, NULL, NULL, r0 + 2 * ow, r1 + 2 * ow, 0, W, NULL);       \
+            else                                                                                 \
+                maxpool2x2_##N(yr + ow, ar ? ar + ow : NULL, xr ? xr + ow : NULL, r0 + 2 * ow,   \
+                               r1 + 2 * ow, b0 + 2 * ow, W, q);                                  \
+            if (ow == OW - N)                                                                    \
+                break;                                                                           \
+        }                                                                                        \
     }
 
 POOL_LANES(4, v4f, v4i, EVEN4, ODD4)
@@ -405,36 +423,13 @@ ST_VEC_CLONES static void maxpool2x2_plane(float *restrict y, int32_t *restrict 
         int32_t *ar = am ? am + (size_t)oh * OW : NULL;
         float *xr = xm ? xm + (size_t)oh * OW : NULL;
         int ow = 0;
-        if (OW >= 8) /* 8 at a time, the last 8 from OW - 8 */
-            for (;; ow += 8) {
-                if (ow > OW - 8)
-                    ow = OW - 8;
-                int b = 2 * oh * W + 2 * ow;
-                if (!ar && !q)
-                    maxpool2x2_8(yr + ow, NULL, NULL, r0 + 2 * ow, r1 + 2 * ow, 0, W, NULL);
-                else
-                    maxpool2x2_8(yr + ow, ar ? ar + ow : NULL, xr ? xr + ow : NULL, r0 + 2 * ow,
-                                 r1 + 2 * ow, b, W, q);
-                if (ow == OW - 8) {
-                    ow = OW;
-                    break;
-                }
-            }
-        else if (OW >= 4)
-            for (;; ow += 4) {
-                if (ow > OW - 4)
-                    ow = OW - 4;
-                int b = 2 * oh * W + 2 * ow;
-                if (!ar && !q) /* evaluation: the values only (a copy inlined without the rest) */
-                    maxpool2x2_4(yr + ow, NULL, NULL, r0 + 2 * ow, r1 + 2 * ow, 0, W, NULL);
-                else
-                    maxpool2x2_4(yr + ow, ar ? ar + ow : NULL, xr ? xr + ow : NULL, r0 + 2 * ow,
-                                 r1 + 2 * ow, b, W, q);
-                if (ow == OW - 4) {
-                    ow = OW;
-                    break;
-                }
-            }
+        if (OW >= 8) {
+            pool_row_8(yr, ar, xr, r0, r1, 2 * oh * W, W, OW, q);
+            ow = OW;
+        } else if (OW >= 4) {
+            pool_row_4(yr, ar, xr, r0, r1, 2 * oh * W, W, OW, q);
+            ow = OW;
+        }
         for (; ow < OW; ow++) { /* rows of fewer than 4 outputs */
             float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
             if (q)
