@@ -348,8 +348,8 @@ typedef int32_t v8i __attribute__((vector_size(32)));
  * of dependent selects instead of three. */
 #define POOL_LANES(N, VF, VI, EVEN, ODD)                                                         \
     static inline __attribute__((always_inline)) void maxpool2x2_##N(                           \
-        float *y, int32_t *am, float *xm, const float *r0,                                       \
-                                      const float *r1, int b, int W, const bn_chan *q)           \
+        float *y, int32_t *am, float *xm, const float *r0, const float *r1, int b, int W,        \
+        const bn_chan *q)                                                                        \
     {                                                                                            \
         VF a0, a1, b0, b1, zero = {0};                                                           \
         VI base;                                                                                 \
@@ -407,10 +407,10 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 POOL_LANES(4, v4f, v4i, EVEN4, ODD4)
 POOL_LANES(8, v8f, v8i, EVEN8, ODD8)
 
-/* 2x2, stride 2, one plane, eight or four outputs at a time: a row's last eight (four) are taken
- * from OW - 8 (OW - 4), recomputing a few, same values, so rows of 4 or more outputs need no
- * scalar tail. With
- * am == NULL (evaluation mode: no backward pass) the positions are not written. With q, x is a
+/* 2x2, stride 2, one plane, eight or four outputs at a time (pool_row_N: a row's last eight or
+ * four from OW - 8 or OW - 4, recomputing a few, same values), so rows of 4 or more outputs need
+ * no scalar tail. With am == NULL (evaluation mode: no backward pass) the positions are not
+ * written. With q, x is a
  * batch norm's input, and the pool takes the maxima of that batch norm's output after a ReLU;
  * xm (training) then receives x at each maximum. */
 ST_VEC_CLONES static void maxpool2x2_plane(float *restrict y, int32_t *restrict am,
@@ -422,15 +422,11 @@ ST_VEC_CLONES static void maxpool2x2_plane(float *restrict y, int32_t *restrict 
         float *yr = y + (size_t)oh * OW;
         int32_t *ar = am ? am + (size_t)oh * OW : NULL;
         float *xr = xm ? xm + (size_t)oh * OW : NULL;
-        int ow = 0;
-        if (OW >= 8) {
+        if (OW >= 8)
             pool_row_8(yr, ar, xr, r0, r1, 2 * oh * W, W, OW, q);
-            ow = OW;
-        } else if (OW >= 4) {
+        else if (OW >= 4)
             pool_row_4(yr, ar, xr, r0, r1, 2 * oh * W, W, OW, q);
-            ow = OW;
-        }
-        for (; ow < OW; ow++) { /* rows of fewer than 4 outputs */
+        for (int ow = OW >= 4 ? OW : 0; ow < OW; ow++) { /* rows of fewer than 4 outputs */
             float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
             if (q)
                 a = bn_relu(a, q), b = bn_relu(b, q), c = bn_relu(c, q), d = bn_relu(d, q);
