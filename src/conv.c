@@ -13,9 +13,9 @@
  *             dcol = W^T * dy, dX = col2im(dcol).
  * 3x3 convs with stride 1 and padding 1 (channels multiples of 8, 4 or more images, or any number
  * in evaluation with a weight cache: the CNN's conv2 and conv3) run their forward, input gradient
- * and weight gradient by Winograd F(2x2, 3x3) instead, with no im2col (see st_conv_winograd and
- * the section below), a few images of the group at a time, their 16 small products straight
- * through the GEMM micro-kernel. Convs with one input channel and stride 1 (conv1) run their
+ * and weight gradient by Winograd F(4x4, 3x3) or F(2x2, 3x3) instead, with no im2col (see
+ * st_conv_winograd and the section below), a few images of the group at a time, their 36 (or 16)
+ * small products straight through the GEMM micro-kernel. Convs with one input channel and stride 1 (conv1) run their
  * forward and weight gradient without im2col, the micro-kernel reading the padded image in place.
  * In evaluation, a conv whose batch norm, ReLU and 2x2 max pool follow can write the pool's output
  * directly (st_conv2d_forward_affine's pooled; affine_pool_transpose).
@@ -43,12 +43,21 @@ static void group_range(int N, int g, int ngroups, int *lo, int *hi)
     *hi = (int)((long)N * (g + 1) / ngroups);
 }
 
+static int wino_fits(const st_conv_shape *s);
+static long wino_image_floats(const st_conv_shape *s);
+
 /* Images per group: enough for about 64K floats (256 KiB) of im2col matrix, so that a group's
- * working set stays in L2 while its GEMMs are as long as possible. */
+ * working set stays in L2 while its GEMMs are as long as possible; where Winograd may serve the
+ * shape, at least as many as one of its chunks holds (its weight gradient's products are then
+ * as long as they can be, and transformed back once per group). */
 static int images_per_group(const st_conv_shape *s)
 {
     long col = (long)s->C * s->KH * s->KW * s->OH * s->OW;
     long g = 65536 / (col > 0 ? col : 1);
+    if (wino_fits(s)) {
+        long gw = 65536 / wino_image_floats(s);
+        g = gw > g ? gw : g;
+    }
     return g < 1 ? 1 : (int)g;
 }
 
@@ -79,18 +88,18 @@ static size_t padded_floats(const st_conv_shape *s)
            (direct_fits(s) ? DIRECT_SLACK : 0);
 }
 
+#define WINO_NX_MAX 36 /* Winograd: transformed values per tile (a^2) for the largest tile */
 static size_t wino_floats(const st_conv_shape *s);
-static int wino_fits(const st_conv_shape *s);
 static size_t wino_ld(size_t n);
 static const float *cached_wino_weights(const float *w, const st_conv_shape *s, float *wcache);
 
-/* A thread's col: im2col's [CKK][G*P], or (at least) the 16 x C x OC floats of Winograd's
+/* A thread's col: im2col's [CKK][G*P], or (at least) the nx x C x OC floats of Winograd's
  * weight gradient in the transformed domain (wino_weight_grad), or one image's output gradient
  * channels-last for the one-channel weight gradient (direct_weight_grad), where those run. */
 static size_t col_floats(const st_conv_shape *s, size_t G)
 {
     size_t P = (size_t)s->OH * s->OW, n = (size_t)s->C * s->KH * s->KW * G * P;
-    size_t u = wino_fits(s) ? 16 * wino_ld((size_t)s->C * s->OC) : 0;
+    size_t u = wino_fits(s) ? WINO_NX_MAX * wino_ld((size_t)s->C * s->OC) : 0;
     if (direct_fits(s))
         u = P * (size_t)((s->OC + ST_GEMM_NR_MAX - 1) / ST_GEMM_NR_MAX * ST_GEMM_NR_MAX);
     return n > u ? n : u;
@@ -118,7 +127,7 @@ static size_t partial_floats(const st_conv_shape *s)
 size_t st_conv_ws_floats(const st_conv_shape *s, int max_batch, int nthreads)
 {
     size_t per_thread = per_thread_floats(s, (size_t)max_group(s, max_batch));
-    size_t U = wino_fits(s) ? 16 * (size_t)s->C * s->OC : 0; /* Winograd's weights */
+    size_t U = wino_fits(s) ? WINO_NX_MAX * (size_t)s->C * s->OC : 0; /* Winograd's weights */
     if (direct_fits(s)) /* the one-channel forward's weight panels */
         U = (size_t)(s->OC + 63) / 64 * 64 * s->KH * s->KW;
     return per_thread * (size_t)nthreads + partial_floats(s) + U;
@@ -581,31 +590,42 @@ static gemm_fn group_gemm(int inner)
     return inner ? st_sgemm : st_sgemm_st;
 }
 
-/* ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+/* ---------------------------------------------------------------- Winograd F(m x m, 3x3)
  *
- * A 3x3 conv with stride 1 and padding 1 computes each 2x2 block of outputs ("tile") from the
- * 4x4 block of input around it as Y = A^T [ (G g G^T) .* (B^T d B) ] A summed over the input
- * channels (Lavin & Gray, 2015): 16 products per tile and channel pair instead of 36. With the
- * transformed inputs V[xi][tile][c] = (B^T d B)[xi] and weights U[xi][c][oc] = (G g G^T)[xi],
- * the sum over channels is 16 GEMMs M[xi][tile][oc] = V[xi] * U[xi]; the output transform then
- * gives y^T[pixel][oc], and affine_transpose (bias or batch norm, ReLU, sums) writes NCHW as in
- * the transposed im2col path. The input gradient of the same conv is the same computation on the
- * output gradient with U built from the kernels rotated by 180 degrees and the channel roles
- * swapped; the weight gradient, 16 products over the tiles of the forward's V and the output
- * gradient's transposed output transform (wino_grad_output). The transforms add, subtract and
- * halve (exact but for rounding), so the results differ from im2col's by float rounding only;
- * the order of every sum depends on the shape alone, so results are still the same whatever the
- * number of threads. Beyond rounding: a NaN input or weight reaches the same outputs as with
- * im2col (each transformed value mixes only inputs that share the outputs' windows), but an
- * infinite one can give NaN where im2col gives an infinity (the transforms subtract values from
- * each other: inf - inf); and a NaN input next to the image's edge makes all 9 weight gradients
- * of its channel NaN, where im2col spares the taps that only read the padding there. */
+ * A 3x3 conv with stride 1 and padding 1 computes each m x m block of outputs ("tile") from the
+ * a x a block of input around it (a = m + 2) as Y = A^T [ (G g G^T) .* (B^T d B) ] A summed over
+ * the input channels (Lavin & Gray, 2015): a^2 products per tile and channel pair instead of
+ * 9 m^2, with m = 2 (16 instead of 36) or m = 4 (36 instead of 144), whichever leaves less to
+ * multiply for the shape once the last tiles are padded out (wino_tile: m = 4 for the CNN's
+ * 14x14 and 7x7). With the transformed inputs V[xi][tile][c] = (B^T d B)[xi] and weights
+ * U[xi][c][oc] = (G g G^T)[xi], the sum over channels is a^2 GEMMs
+ * M[xi][tile][oc] = V[xi] * U[xi]; the output transform then gives y^T[pixel][oc], and
+ * affine_transpose (bias or batch norm, ReLU, sums) writes NCHW as in the transposed im2col path.
+ * The input gradient of the same conv is the same computation on the output gradient with U
+ * built from the kernels rotated by 180 degrees and the channel roles swapped; the weight
+ * gradient, a^2 products over the tiles of the forward's V and the output gradient's transposed
+ * output transform (wino_grad_output). The transforms only add, subtract and scale by small
+ * constants, so the results differ from im2col's by float rounding (a little more with m = 4,
+ * whose constants go up to 8 and down to 1/24: still well within the tests' 1e-5 of the terms'
+ * magnitude); the order of every sum depends on the shape alone, so results are still the same
+ * whatever the number of threads. Beyond rounding: a NaN input or weight reaches every output
+ * im2col's NaN reaches - with m = 2 exactly those (each transformed value mixes only inputs that
+ * share the outputs' windows), with m = 4 also the rest of its tiles' outputs (the inner rows
+ * of B^T reach every output of A^T); an infinite one can give NaN where im2col gives an infinity
+ * (the transforms subtract values from each other: inf - inf); and a NaN input next to the
+ * image's edge makes all 9 weight gradients of its channel NaN, where im2col spares the taps
+ * that only read the padding there. */
 
-static int winograd_on = 1;
+static int winograd_on = 1, wino_forced_m = 0;
 
 void st_conv_set_winograd(int on)
 {
     winograd_on = on != 0;
+}
+
+void st_conv_set_winograd_tile(int m)
+{
+    wino_forced_m = m == 2 || m == 4 ? m : 0;
 }
 
 /* The shapes Winograd serves, whether or not it is switched on and at any batch size: workspaces
@@ -621,30 +641,65 @@ int st_conv_winograd(const st_conv_shape *s, int N)
     return winograd_on && wino_fits(s) && N >= ST_CONV_WINOGRAD_MIN_BATCH;
 }
 
-size_t st_conv_wcache_floats(const st_conv_shape *s)
+/* The tile's output size m: 4 where its a^2 = 36 products per tile, over the tiles that cover
+ * the image, are fewer than 16 per 2x2 tile (14x14: 16 tiles x 36 = 576 < 49 x 16 = 784; 7x7:
+ * 144 < 256); 2 for small images, where a 4x4 tile would be mostly outside. */
+static int wino_tile_auto(const st_conv_shape *s)
 {
-    return wino_fits(s) ? (size_t)s->OC * s->C * 9 + 16 * (size_t)s->C * s->OC : 0;
+    long t2 = (long)((s->OH + 1) / 2) * ((s->OW + 1) / 2) * 16;
+    long t4 = (long)((s->OH + 3) / 4) * ((s->OW + 3) / 4) * 36;
+    return t4 < t2 ? 4 : 2;
 }
 
-/* Tiles of one image (TH x TW of them; with an odd size the last ones are half outside), the
- * zero-padded channels-last copy of its input (Hp x Wp pixels: one zero row and column before,
- * enough after to complete the last tiles), and how many images a chunk transforms at once
- * (about 64K floats of V and of M each). */
+static int wino_tile_for(const st_conv_shape *s)
+{
+    return wino_forced_m ? wino_forced_m : wino_tile_auto(s);
+}
+
+int st_conv_winograd_tile(const st_conv_shape *s)
+{
+    return wino_fits(s) ? wino_tile_for(s) : 0;
+}
+
+size_t st_conv_wcache_floats(const st_conv_shape *s)
+{
+    return wino_fits(s) ? (size_t)s->OC * s->C * 9 + WINO_NX_MAX * (size_t)s->C * s->OC : 0;
+}
+
+/* Tiles of one image (TH x TW of them, m x m outputs each; where m does not divide the size, the
+ * last ones are partly outside), the zero-padded channels-last copy of its input (Hp x Wp pixels:
+ * one zero row and column before, enough after to complete the last tiles), and how many images
+ * a chunk transforms at once (about 64K floats of V and of M each). a = m + 2 inputs per tile
+ * side; nx = a^2 transformed values per tile. */
 typedef struct wino_geom {
-    int TH, TW, T, Hp, Wp, chunk, maxch;
+    int m, a, nx, TH, TW, T, Hp, Wp, chunk, maxch;
 } wino_geom;
 
-static wino_geom wino_geometry(const st_conv_shape *s)
+static wino_geom wino_geometry_m(const st_conv_shape *s, int m)
 {
     wino_geom g;
-    g.TH = (s->OH + 1) / 2, g.TW = (s->OW + 1) / 2, g.T = g.TH * g.TW;
-    g.Hp = 2 * g.TH + 2, g.Wp = 2 * g.TW + 2;
+    g.m = m, g.a = m + 2, g.nx = g.a * g.a;
+    g.TH = (s->OH + m - 1) / m, g.TW = (s->OW + m - 1) / m, g.T = g.TH * g.TW;
+    g.Hp = m * g.TH + 2, g.Wp = m * g.TW + 2;
     g.maxch = s->C > s->OC ? s->C : s->OC;
-    long per_image = 16L * g.T * g.maxch;
+    long per_image = (long)g.nx * g.T * g.maxch;
     g.chunk = (int)(65536 / per_image);
     if (g.chunk < 1)
         g.chunk = 1;
     return g;
+}
+
+static wino_geom wino_geometry(const st_conv_shape *s)
+{
+    return wino_geometry_m(s, wino_tile_for(s));
+}
+
+/* Transformed floats per image with the shape's own tile size (whatever is forced: the groups
+ * must not change with it, the workspaces are sized by them). */
+static long wino_image_floats(const st_conv_shape *s)
+{
+    wino_geom g = wino_geometry_m(s, wino_tile_auto(s));
+    return (long)g.nx * g.T * g.maxch;
 }
 
 /* A thread's Winograd scratch (wino_floats) as its parts: the channels-last copy, V, M (vm
@@ -654,21 +709,21 @@ typedef struct wino_scratch_parts {
     size_t vm;
 } wino_scratch_parts;
 
-/* The distance between the 16 planes of V, M and dU (one per xi): n floats each, and 16 more. A
- * transform reads or writes all 16 at once; where n * 4 bytes is a multiple of 4 KB (conv3's:
- * 64 tiles x 64 channels, or 16 x 64 for one image), they would all fall into one set of the L1
- * cache, which holds 8, and evict each other at every step. */
+/* The distance between the nx planes of V, M and dU (one per xi): n floats each, and 16 more. A
+ * transform reads or writes all of them at once; where n * 4 bytes is a multiple of 4 KB (conv3's
+ * with m = 2: 64 tiles x 64 channels, or 16 x 64 for one image), they would all fall into one
+ * set of the L1 cache, which holds 8, and evict each other at every step. */
 #define WINO_PAD 16
 static size_t wino_ld(size_t n)
 {
     return n + WINO_PAD;
 }
 
-/* Floats of V, and of M: 16 planes of transformed values, per tile and channel of a chunk's
+/* Floats of V, and of M: nx planes of transformed values, per tile and channel of a chunk's
  * images. */
 static size_t wino_vm(const wino_geom *g)
 {
-    return 16 * wino_ld((size_t)g->chunk * g->T * g->maxch);
+    return (size_t)g->nx * wino_ld((size_t)g->chunk * g->T * g->maxch);
 }
 
 static wino_scratch_parts wino_parts(float *wino, const wino_geom *g)
@@ -683,54 +738,149 @@ static wino_scratch_parts wino_parts(float *wino, const wino_geom *g)
 }
 
 /* Per-thread floats: the channels-last copy, V, M, and a row of channels for the outputs of
- * tiles past the image's edge (wino_parts). */
+ * tiles past the image's edge (wino_parts); for either tile size, so that the workspace serves
+ * whichever runs (st_conv_set_winograd_tile). */
 static size_t wino_floats(const st_conv_shape *s)
 {
     if (!wino_fits(s))
         return 0;
-    wino_geom g = wino_geometry(s);
-    size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * wino_vm(&g) + g.maxch;
-    return (n + 15) & ~(size_t)15;
+    size_t most = 0;
+    for (int m = 2; m <= 4; m += 2) {
+        wino_geom g = wino_geometry_m(s, m);
+        size_t n = (size_t)g.Hp * g.Wp * g.maxch + 2 * wino_vm(&g) + g.maxch;
+        most = n > most ? n : most;
+    }
+    return (most + 15) & ~(size_t)15;
+}
+
+/* The three transforms along one side of a tile, for m = 2 and m = 4 (the compiler keeps only
+ * the one asked for: m is a constant wherever these are inlined).
+ * Inputs, r = B^T x (a values to a). */
+static inline __attribute__((always_inline)) void wino_bt(v8f *r, const v8f *x, int m)
+{
+    if (m == 2) {
+        r[0] = x[0] - x[2], r[1] = x[1] + x[2], r[2] = x[2] - x[1], r[3] = x[1] - x[3];
+        return;
+    }
+    /* B^T = (4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+     *        0 4 0 -5 0 1) */
+    v8f t = x[4] - x[2], f = x[3] - x[1];
+    r[0] = (x[0] - x[2]) * 4.0f + t;
+    r[1] = (x[3] + x[4]) - (x[1] + x[2]) * 4.0f;
+    r[2] = (x[4] - x[3]) + (x[1] - x[2]) * 4.0f;
+    r[3] = t + f * 2.0f;
+    r[4] = t - f * 2.0f;
+    r[5] = (x[1] - x[3]) * 4.0f + (x[5] - x[3]);
+}
+
+/* Outputs, r = A^T x (a values to m). */
+static inline __attribute__((always_inline)) void wino_at(v8f *r, const v8f *x, int m)
+{
+    if (m == 2) {
+        r[0] = x[0] + x[1] + x[2], r[1] = x[1] - x[2] - x[3];
+        return;
+    }
+    /* A^T = (1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1) */
+    v8f s12 = x[1] + x[2], d12 = x[1] - x[2], s34 = x[3] + x[4], d34 = x[3] - x[4];
+    r[0] = x[0] + s12 + s34;
+    r[1] = d12 + d34 * 2.0f;
+    r[2] = s12 + s34 * 4.0f;
+    r[3] = d12 + d34 * 8.0f + x[5];
+}
+
+/* Output gradients, r = A y (m values to a: A^T's transpose). */
+static inline __attribute__((always_inline)) void wino_a(v8f *r, const v8f *y, int m)
+{
+    if (m == 2) {
+        r[0] = y[0], r[1] = y[0] + y[1], r[2] = y[0] - y[1], r[3] = -y[1];
+        return;
+    }
+    v8f s02 = y[0] + y[2], s13 = y[1] + y[3];
+    v8f t02 = y[0] + y[2] * 4.0f, t13 = y[1] * 2.0f + y[3] * 8.0f;
+    r[0] = y[0], r[1] = s02 + s13, r[2] = s02 - s13, r[3] = t02 + t13, r[4] = t02 - t13;
+    r[5] = y[3];
+}
+
+/* Weights, r = G g (3 values to a). */
+static inline __attribute__((always_inline)) void wino_g(v8f *r, const v8f *g, int m)
+{
+    if (m == 2) {
+        r[0] = g[0], r[1] = (g[0] + g[1] + g[2]) * 0.5f, r[2] = (g[0] - g[1] + g[2]) * 0.5f;
+        r[3] = g[2];
+        return;
+    }
+    /* G = (1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1) */
+    v8f s = g[0] + g[2], q = g[0] + g[2] * 4.0f, b = g[1] * 2.0f;
+    r[0] = g[0] * 0.25f;
+    r[1] = (s + g[1]) * (-1.0f / 6.0f);
+    r[2] = (s - g[1]) * (-1.0f / 6.0f);
+    r[3] = (q + b) * (1.0f / 24.0f);
+    r[4] = (q - b) * (1.0f / 24.0f);
+    r[5] = g[2];
+}
+
+/* Weight gradients, r = G^T u (a values to 3). */
+static inline __attribute__((always_inline)) void wino_gt(v8f *r, const v8f *u, int m)
+{
+    if (m == 2) {
+        r[0] = u[0] + (u[1] + u[2]) * 0.5f, r[1] = (u[1] - u[2]) * 0.5f;
+        r[2] = (u[1] + u[2]) * 0.5f + u[3];
+        return;
+    }
+    v8f p = u[1] + u[2], q = u[1] - u[2], r34 = u[3] + u[4], s34 = u[3] - u[4];
+    r[0] = u[0] * 0.25f - p * (1.0f / 6.0f) + r34 * (1.0f / 24.0f);
+    r[1] = s34 * (1.0f / 12.0f) - q * (1.0f / 6.0f);
+    r[2] = (r34 - p) * (1.0f / 6.0f) + u[5];
 }
 
 /* U[xi][i][o] = (G g G^T)[xi], g the 3x3 kernel from input channel i to output channel o of the
  * product: the conv's own (flip = 0: i < C, o < OC, g = w[o][i]), or for its input gradient
- * (flip = 1: i < OC, o < C, g = w[i][o] rotated by 180 degrees). */
+ * (flip = 1: i < OC, o < C, g = w[i][o] rotated by 180 degrees); for the 8 products o .. o + 7
+ * at once, one per lane. */
+static inline __attribute__((always_inline)) void
+wino_weights8(float *restrict U, const float *restrict w, int C, int OC, int flip, int i, int o,
+              int m)
+{
+    int ni = flip ? OC : C, no = flip ? C : OC, a = m + 2;
+    v8f g[3][3], t[6][3];
+    for (int l = 0; l < 8; l++) {
+        const float *k = flip ? w + ((size_t)i * C + o + l) * 9 : w + ((size_t)(o + l) * C + i) * 9;
+        for (int r = 0; r < 3; r++)
+            for (int c = 0; c < 3; c++)
+                g[r][c][l] = flip ? k[(2 - r) * 3 + 2 - c] : k[r * 3 + c];
+    }
+    for (int c = 0; c < 3; c++) { /* G g, column by column */
+        v8f col[3] = {g[0][c], g[1][c], g[2][c]}, r[6];
+        wino_g(r, col, m);
+        for (int k = 0; k < a; k++)
+            t[k][c] = r[k];
+    }
+    for (int k = 0; k < a; k++) { /* (G g) G^T, row by row */
+        v8f u[6];
+        wino_g(u, t[k], m);
+        for (int c = 0; c < a; c++)
+            *(v8f *)(U + ((size_t)(a * k + c) * ni + i) * no + o) = u[c];
+    }
+}
+
 ST_VEC_CLONES static void wino_weights(float *restrict U, const float *restrict w, int C, int OC,
-                                       int flip)
+                                       int flip, int m)
 {
     int ni = flip ? OC : C, no = flip ? C : OC; /* no: a multiple of 8 */
-    v8f half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
     /* (training transforms the weights at every call: conv3's take about 1% of a step alone) */
 #pragma omp parallel for schedule(static) num_threads(st_get_threads()) if (ni * no >= 2048)
     for (int i = 0; i < ni; i++)
-        for (int o = 0; o < no; o += 8) { /* 8 products' kernels at once, one per lane */
-            v8f g[3][3], t[4][3];
-            for (int l = 0; l < 8; l++) {
-                const float *k = flip ? w + ((size_t)i * C + o + l) * 9
-                                      : w + ((size_t)(o + l) * C + i) * 9;
-                for (int a = 0; a < 3; a++)
-                    for (int b = 0; b < 3; b++)
-                        g[a][b][l] = flip ? k[(2 - a) * 3 + 2 - b] : k[a * 3 + b];
-            }
-            for (int b = 0; b < 3; b++) {
-                t[0][b] = g[0][b];
-                t[1][b] = half * (g[0][b] + g[1][b] + g[2][b]);
-                t[2][b] = half * (g[0][b] - g[1][b] + g[2][b]);
-                t[3][b] = g[2][b];
-            }
-            for (int a = 0; a < 4; a++) {
-                v8f u[4] = {t[a][0], half * (t[a][0] + t[a][1] + t[a][2]),
-                            half * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
-                for (int b = 0; b < 4; b++)
-                    *(v8f *)(U + ((size_t)(4 * a + b) * ni + i) * no + o) = u[b];
-            }
+        for (int o = 0; o < no; o += 8) {
+            if (m == 4)
+                wino_weights8(U, w, C, OC, flip, i, o, 4);
+            else
+                wino_weights8(U, w, C, OC, flip, i, o, 2);
         }
 }
 
 /* hwc = the image's C planes (plane c at src + c * cs, H x W; C a multiple of 8) channels-last,
- * with a border of zeros (Hp x Wp = H + 2 x W + 2 pixels); 4 x 4 blocks at a time. Only hwc's
- * rows [r0, r1) are written (0, Hp: all of them). */
+ * with a border of zeros (Hp x Wp pixels: one zero row and column before, the rest after);
+ * 4 x 4 blocks at a time. Only hwc's rows [r0, r1) are written (0, Hp: all of them). */
 ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict src, size_t cs,
                                    int C, int H, int W, const wino_geom *g, int r0, int r1)
 {
@@ -772,128 +922,178 @@ ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict sr
 }
 
 /* V[xi][t0 + tile][c] = (B^T d B)[xi] for the tiles of one image in tile rows [ty0, ty1) (d: a
- * tile's 4x4 input block), ldv = floats per xi; 8 channels at a time (C is a multiple of 8). */
+ * tile's a x a input block), ldv = floats per xi; 8 channels at a time (C is a multiple of 8). */
+static inline __attribute__((always_inline)) void
+wino_input_m(float *restrict V, size_t ldv, int t0, const float *restrict hwc, int C,
+             const wino_geom *g, int ty0, int ty1, int m)
+{
+    int a = m + 2;
+    size_t rs = (size_t)g->Wp * C; /* one row of hwc */
+    for (int ty = ty0; ty < ty1; ty++)
+        for (int tx = 0; tx < g->TW; tx++) {
+            const float *p = hwc + (size_t)(m * ty) * rs + (size_t)(m * tx) * C;
+            float *v = V + (size_t)(t0 + ty * g->TW + tx) * C;
+            for (int c = 0; c < C; c += 8) {
+                v8f e[6][6];
+                for (int k = 0; k < a; k++) { /* B^T d, column by column */
+                    v8f d[6], r[6];
+                    for (int i = 0; i < a; i++)
+                        d[i] = *(const v8f *)(p + (size_t)i * rs + (size_t)k * C + c);
+                    wino_bt(r, d, m);
+                    for (int i = 0; i < a; i++)
+                        e[i][k] = r[i];
+                }
+                for (int i = 0; i < a; i++) { /* (B^T d) B, row by row */
+                    v8f r[6];
+                    wino_bt(r, e[i], m);
+                    for (int k = 0; k < a; k++)
+                        *(v8f *)(v + (size_t)(a * i + k) * ldv + c) = r[k];
+                }
+            }
+        }
+}
+
 ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
                                      const float *restrict hwc, int C, const wino_geom *g,
                                      int ty0, int ty1)
 {
-    size_t rs = (size_t)g->Wp * C; /* one row of hwc */
-    for (int ty = ty0; ty < ty1; ty++)
-        for (int tx = 0; tx < g->TW; tx++) {
-            const float *p = hwc + (size_t)(2 * ty) * rs + (size_t)(2 * tx) * C;
-            float *v = V + (size_t)(t0 + ty * g->TW + tx) * C;
-            for (int c = 0; c < C; c += 8) {
-                v8f e[4][4];
-                for (int k = 0; k < 4; k++) {
-                    v8f d0 = *(const v8f *)(p + k * C + c), d1 = *(const v8f *)(p + rs + k * C + c);
-                    v8f d2 = *(const v8f *)(p + 2 * rs + k * C + c);
-                    v8f d3 = *(const v8f *)(p + 3 * rs + k * C + c);
-                    e[0][k] = d0 - d2, e[1][k] = d1 + d2, e[2][k] = d2 - d1, e[3][k] = d1 - d3;
-                }
-                for (int r = 0; r < 4; r++) {
-                    *(v8f *)(v + (size_t)(4 * r + 0) * ldv + c) = e[r][0] - e[r][2];
-                    *(v8f *)(v + (size_t)(4 * r + 1) * ldv + c) = e[r][1] + e[r][2];
-                    *(v8f *)(v + (size_t)(4 * r + 2) * ldv + c) = e[r][2] - e[r][1];
-                    *(v8f *)(v + (size_t)(4 * r + 3) * ldv + c) = e[r][1] - e[r][3];
-                }
-            }
-        }
+    if (g->m == 4)
+        wino_input_m(V, ldv, t0, hwc, C, g, ty0, ty1, 4);
+    else
+        wino_input_m(V, ldv, t0, hwc, C, g, ty0, ty1, 2);
 }
 
 /* yt[pixel][o] (one image, OH x OW pixels, O channels, a multiple of 8) = A^T M A for each of
  * its tiles in tile rows [ty0, ty1) and channels o in [o0, o1) (multiples of 8), from
  * M[xi][t0 + tile][o] (ldm floats per xi); outputs past the edge go to junk. */
+static inline __attribute__((always_inline)) void
+wino_output_m(float *restrict yt, const float *restrict M, size_t ldm, int t0, int O, int OH,
+              int OW, const wino_geom *g, float *restrict junk, int ty0, int ty1, int o0, int o1,
+              int m)
+{
+    int a = m + 2;
+    for (int ty = ty0; ty < ty1; ty++)
+        for (int tx = 0; tx < g->TW; tx++) {
+            const float *mt = M + (size_t)(t0 + ty * g->TW + tx) * O;
+            float *out[4][4];
+            for (int i = 0; i < m; i++)
+                for (int k = 0; k < m; k++) {
+                    int y = m * ty + i, x = m * tx + k;
+                    out[i][k] = y < OH && x < OW ? yt + ((size_t)y * OW + x) * O : junk;
+                }
+            for (int o = o0; o < o1; o += 8) {
+                v8f r[4][6];
+                for (int k = 0; k < a; k++) { /* A^T M, column by column */
+                    v8f x[6], t[4];
+                    for (int i = 0; i < a; i++)
+                        x[i] = *(const v8f *)(mt + (size_t)(a * i + k) * ldm + o);
+                    wino_at(t, x, m);
+                    for (int i = 0; i < m; i++)
+                        r[i][k] = t[i];
+                }
+                for (int i = 0; i < m; i++) { /* (A^T M) A, row by row */
+                    v8f t[4];
+                    wino_at(t, r[i], m);
+                    for (int k = 0; k < m; k++)
+                        *(v8f *)(out[i][k] + o) = t[k];
+                }
+            }
+        }
+}
+
 ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict M, size_t ldm,
                                       int t0, int O, int OH, int OW, const wino_geom *g,
                                       float *restrict junk, int ty0, int ty1, int o0, int o1)
 {
-    for (int ty = ty0; ty < ty1; ty++)
-        for (int tx = 0; tx < g->TW; tx++) {
-            const float *m = M + (size_t)(t0 + ty * g->TW + tx) * O;
-            int y0 = 2 * ty, x0 = 2 * tx;
-            float *o00 = yt + ((size_t)y0 * OW + x0) * O;
-            float *o01 = x0 + 1 < OW ? o00 + O : junk;
-            float *o10 = y0 + 1 < OH ? o00 + (size_t)OW * O : junk;
-            float *o11 = x0 + 1 < OW && y0 + 1 < OH ? o00 + (size_t)(OW + 1) * O : junk;
-            for (int o = o0; o < o1; o += 8) {
-                v8f r0[4], r1[4];
-                for (int k = 0; k < 4; k++) {
-                    v8f m0 = *(const v8f *)(m + (size_t)k * ldm + o);
-                    v8f m1 = *(const v8f *)(m + (size_t)(4 + k) * ldm + o);
-                    v8f m2 = *(const v8f *)(m + (size_t)(8 + k) * ldm + o);
-                    v8f m3 = *(const v8f *)(m + (size_t)(12 + k) * ldm + o);
-                    r0[k] = m0 + m1 + m2;
-                    r1[k] = m1 - m2 - m3;
-                }
-                *(v8f *)(o00 + o) = r0[0] + r0[1] + r0[2];
-                *(v8f *)(o01 + o) = r0[1] - r0[2] - r0[3];
-                *(v8f *)(o10 + o) = r1[0] + r1[1] + r1[2];
-                *(v8f *)(o11 + o) = r1[1] - r1[2] - r1[3];
-            }
-        }
+    if (g->m == 4)
+        wino_output_m(yt, M, ldm, t0, O, OH, OW, g, junk, ty0, ty1, o0, o1, 4);
+    else
+        wino_output_m(yt, M, ldm, t0, O, OH, OW, g, junk, ty0, ty1, o0, o1, 2);
 }
 
 /* The weight gradient by Winograd: the forward's products M[xi] = V[xi] * U[xi], summed over
  * tiles, give dU[xi][o][c] = sum over tiles of dM[xi][tile][o] V[xi][tile][c], with V the
- * forward's input transform and dM = A dY A^T (the output transform's transpose) of each 2x2
+ * forward's input transform and dM = A dY A^T (the output transform's transpose) of each m x m
  * tile of the output gradient; then dw = G^T dU G (the weight transform's transpose) for each
- * kernel. 16 GEMMs over the tiles instead of im2col and one over the pixels: 2.25x fewer
- * multiply-adds at 14x14, 1.7x at 7x7. Exact but for rounding, like the forward.
+ * kernel. a^2 GEMMs over the tiles instead of im2col and one over the pixels. Exact but for
+ * rounding, like the forward.
  *
  * dM[xi][t0 + tile][o] (ldm floats per xi) for the tiles of one image, from its output gradient
  * channels-last (wino_hwc: one zero row and column before, zeros past the edge, which become the
- * zero gradients of the outputs of tiles half outside); 8 channels at a time. */
-ST_VEC_CLONES static void wino_grad_output(float *restrict dM, size_t ldm, int t0,
-                                           const float *restrict hwc, int O, const wino_geom *g)
+ * zero gradients of the outputs of tiles partly outside); 8 channels at a time. */
+static inline __attribute__((always_inline)) void
+wino_grad_output_m(float *restrict dM, size_t ldm, int t0, const float *restrict hwc, int O,
+                   const wino_geom *g, int m)
 {
+    int a = m + 2;
     size_t rs = (size_t)g->Wp * O;
     for (int ty = 0; ty < g->TH; ty++)
         for (int tx = 0; tx < g->TW; tx++) {
-            const float *p = hwc + (size_t)(2 * ty + 1) * rs + (size_t)(2 * tx + 1) * O;
-            float *m = dM + (size_t)(t0 + ty * g->TW + tx) * O;
+            const float *p = hwc + (size_t)(m * ty + 1) * rs + (size_t)(m * tx + 1) * O;
+            float *d = dM + (size_t)(t0 + ty * g->TW + tx) * O;
             for (int o = 0; o < O; o += 8) {
-                v8f y00 = *(const v8f *)(p + o), y01 = *(const v8f *)(p + O + o);
-                v8f y10 = *(const v8f *)(p + rs + o), y11 = *(const v8f *)(p + rs + O + o);
-                /* rows of A dY: A = (1 0; 1 1; 1 -1; 0 -1) */
-                v8f h[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11},
-                               {-y10, -y11}};
-                for (int a = 0; a < 4; a++) {
-                    *(v8f *)(m + (size_t)(4 * a + 0) * ldm + o) = h[a][0];
-                    *(v8f *)(m + (size_t)(4 * a + 1) * ldm + o) = h[a][0] + h[a][1];
-                    *(v8f *)(m + (size_t)(4 * a + 2) * ldm + o) = h[a][0] - h[a][1];
-                    *(v8f *)(m + (size_t)(4 * a + 3) * ldm + o) = -h[a][1];
+                v8f h[6][4];
+                for (int k = 0; k < m; k++) { /* A dY, column by column */
+                    v8f y[4], r[6];
+                    for (int i = 0; i < m; i++)
+                        y[i] = *(const v8f *)(p + (size_t)i * rs + (size_t)k * O + o);
+                    wino_a(r, y, m);
+                    for (int i = 0; i < a; i++)
+                        h[i][k] = r[i];
+                }
+                for (int i = 0; i < a; i++) { /* (A dY) A^T, row by row */
+                    v8f r[6];
+                    wino_a(r, h[i], m);
+                    for (int k = 0; k < a; k++)
+                        *(v8f *)(d + (size_t)(a * i + k) * ldm + o) = r[k];
                 }
             }
         }
 }
 
+ST_VEC_CLONES static void wino_grad_output(float *restrict dM, size_t ldm, int t0,
+                                           const float *restrict hwc, int O, const wino_geom *g)
+{
+    if (g->m == 4)
+        wino_grad_output_m(dM, ldm, t0, hwc, O, g, 4);
+    else
+        wino_grad_output_m(dM, ldm, t0, hwc, O, g, 2);
+}
+
 /* dw[o][c][3][3] = G^T dU G for each (o, c), from dU[xi][o][c] (O x C floats per xi, ldu apart;
  * C a multiple of 8); 8 kernels at a time, one per lane. */
-ST_VEC_CLONES static void wino_grad_weights(float *restrict dw, const float *restrict dU,
-                                            size_t ldu, int C, int O)
+static inline __attribute__((always_inline)) void
+wino_grad_weights_m(float *restrict dw, const float *restrict dU, size_t ldu, int C, int O, int m)
 {
+    int a = m + 2;
     size_t n = (size_t)O * C;
-    v8f half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
     for (size_t k = 0; k < n; k += 8) { /* k = o * C + c, as in dw */
-        v8f u[4][4], t[3][4], d[9];
-        for (int xi = 0; xi < 16; xi++)
-            u[xi / 4][xi % 4] = *(const v8f *)(dU + xi * ldu + k);
-        for (int j = 0; j < 4; j++) { /* G^T = (1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1) */
-            t[0][j] = u[0][j] + half * (u[1][j] + u[2][j]);
-            t[1][j] = half * (u[1][j] - u[2][j]);
-            t[2][j] = half * (u[1][j] + u[2][j]) + u[3][j];
+        v8f t[3][6], d[9];
+        for (int c = 0; c < a; c++) { /* G^T dU, column by column */
+            v8f u[6], r[3];
+            for (int i = 0; i < a; i++)
+                u[i] = *(const v8f *)(dU + (size_t)(a * i + c) * ldu + k);
+            wino_gt(r, u, m);
+            for (int i = 0; i < 3; i++)
+                t[i][c] = r[i];
         }
-        for (int a = 0; a < 3; a++) {
-            d[3 * a + 0] = t[a][0] + half * (t[a][1] + t[a][2]);
-            d[3 * a + 1] = half * (t[a][1] - t[a][2]);
-            d[3 * a + 2] = half * (t[a][1] + t[a][2]) + t[a][3];
-        }
+        for (int i = 0; i < 3; i++) /* (G^T dU) G, row by row */
+            wino_gt(d + 3 * i, t[i], m);
         float tmp[9][8]; /* the lanes' 9 values each, contiguous in dw */
         memcpy(tmp, d, sizeof tmp);
         for (int l = 0; l < 8; l++)
             for (int q = 0; q < 9; q++)
                 dw[(k + (size_t)l) * 9 + (size_t)q] = tmp[q][l];
     }
+}
+
+ST_VEC_CLONES static void wino_grad_weights(float *restrict dw, const float *restrict dU,
+                                            size_t ldu, int C, int O, int m)
+{
+    if (m == 4)
+        wino_grad_weights_m(dw, dU, ldu, C, O, 4);
+    else
+        wino_grad_weights_m(dw, dU, ldu, C, O, 2);
 }
 
 /* C[M][N] = op(A) B (beta 0) or C + op(A) B (beta 1), op(A) = A (ta = 0: M x K, rows lda floats
@@ -952,7 +1152,7 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
             wino_input(V, ldv, j * g.T, hwc, I, &g, 0, g.TH);
         }
         /* (small_gemm reads up to mr - 1 rows past each product's V: the next one's, then M) */
-        for (int xi = 0; xi < 16; xi++)
+        for (int xi = 0; xi < g.nx; xi++)
             small_gemm(0, T, O, I, V + xi * ldv, I, U + (size_t)xi * I * O, O, 0.0f,
                        M + xi * ldm, O);
         for (int j = 0; j < cn; j++)
@@ -1050,7 +1250,7 @@ typedef struct conv_call {
     int transposed;     /* forward: run the GEMM as col^T * W^T (st_conv_forward_transposed) */
     int wino;           /* forward and input gradient by Winograd (st_conv_winograd) */
     const float *panel; /* forward of one input channel (direct_fits): direct_weights, or NULL */
-    float *U;           /* Winograd: the transformed weights, 16 x C x OC floats */
+    float *U;           /* Winograd: the transformed weights, nx x C x OC floats */
     float *pooled;      /* forward (evaluation): out's 2x2 max pool is written here instead */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
@@ -1167,8 +1367,8 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
 
 /* The weight gradient of the images [lo, lo + gn) by Winograd (see wino_grad_output) into dw
  * (OC x C x 9), from their output gradient dy (plane o of image j at dy + o * ldy + j * P): the
- * images a chunk at a time (as wino_conv), each chunk's 16 products over its tiles added to dU
- * (16 x OC x C floats) in chunk order. wino: this thread's scratch (wino_floats). */
+ * images a chunk at a time (as wino_conv), each chunk's nx products over its tiles added to dU
+ * (nx x OC x C floats) in chunk order. wino: this thread's scratch (wino_floats). */
 static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, const float *dy,
                              size_t ldy, float *dU, float *wino)
 {
@@ -1188,11 +1388,11 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
             wino_grad_output(sp.M, ldm, j * g.T, sp.hwc, O, &g);
         }
         /* dU[xi] (+)= dM[xi]^T * V[xi] (small_gemm reads past M's last product: junk) */
-        for (int xi = 0; xi < 16; xi++)
+        for (int xi = 0; xi < g.nx; xi++)
             small_gemm(1, O, C, T, sp.M + xi * ldm, O, sp.V + xi * ldv, C, j0 ? 1.0f : 0.0f,
                        dU + xi * ldu, C);
     }
-    wino_grad_weights(dw, dU, ldu, C, O);
+    wino_grad_weights(dw, dU, ldu, C, O, g.m);
 }
 
 /* The weight gradient of a one-channel conv (stride 1) without im2col, into dw (OC x KH x KW)
@@ -1352,7 +1552,7 @@ static void forward_weights(conv_call *c, const float *w, float *wcache)
     if (!c->wino)
         return;
     if (!wcache) {
-        wino_weights(c->U, w, s->C, s->OC, 0);
+        wino_weights(c->U, w, s->C, s->OC, 0, wino_tile_for(s));
         return;
     }
     c->U = (float *)cached_wino_weights(w, s, wcache);
@@ -1421,7 +1621,7 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
     conv_call c = conv_call_init(s, N, ws, nthreads);
     c.inp = inp, c.w = w, c.dout = dout, c.dinp = dinp, c.bn = bn;
     if (c.wino && dinp)
-        wino_weights(c.U, w, s->C, s->OC, 1);
+        wino_weights(c.U, w, s->C, s->OC, 1, wino_tile_for(s));
     run_groups(&c, nthreads, backward_group);
     size_t wsize = (size_t)s->OC * c.CKK, part_size = wsize + (size_t)s->OC;
     float *partial = c.partial;
@@ -1459,7 +1659,8 @@ static int member_wino(const st_conv_shape *s)
     if (!winograd_on || !wino_fits(s))
         return 0;
     wino_geom g = wino_geometry(s);
-    return 16 * wino_ld((size_t)g.T * s->C) + (size_t)(ST_GEMM_MR_MAX - 1) * s->C <= wino_vm(&g);
+    return (size_t)g.nx * wino_ld((size_t)g.T * s->C) + (size_t)(ST_GEMM_MR_MAX - 1) * s->C <=
+           wino_vm(&g);
 }
 
 int st_conv_member_fits(const st_conv_shape *s, int cached)
@@ -1477,7 +1678,7 @@ static const float *cached_wino_weights(const float *w, const st_conv_shape *s, 
 {
     size_t nw = (size_t)s->OC * s->C * 9;
     if (memcmp(wcache, w, nw * sizeof(float)) != 0) {
-        wino_weights(wcache + nw, w, s->C, s->OC, 0);
+        wino_weights(wcache + nw, w, s->C, s->OC, 0, wino_tile_for(s));
         memcpy(wcache, w, nw * sizeof(float));
     }
     return wcache + nw;
@@ -1540,18 +1741,20 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
         n = me->size < units ? me->size : units;
     while (st_team_item(me, n, &it)) {
         st_team_part(by_oc ? units : g.TH, n, it, &lo, &hi);
-        /* tile rows [ty0, ty1) (input rows [2 ty0, 2 ty1 + 2)), channels [o0, o1) */
+        /* tile rows [ty0, ty1) (input rows [m ty0, m ty1 + 2)), channels [o0, o1) */
         int ty0 = by_oc ? 0 : lo, ty1 = by_oc ? g.TH : hi;
         int o0 = by_oc ? lo * nr : 0, o1 = by_oc ? hi * nr : OC, T = (ty1 - ty0) * TW;
         size_t ldv = wino_ld((size_t)T * I), ldm = wino_ld((size_t)T * OC);
-        wino_hwc(own.hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, 2 * ty0, 2 * ty1 + 2);
+        wino_hwc(own.hwc, inp, (size_t)s->H * s->W, I, s->H, s->W, &g, g.m * ty0,
+                 g.m * ty1 + 2);
         wino_input(own.V, ldv, -ty0 * TW, own.hwc, I, &g, ty0, ty1);
-        for (int xi = 0; xi < 16; xi++)
+        for (int xi = 0; xi < g.nx; xi++)
             small_gemm(0, T, o1 - o0, I, own.V + xi * ldv, I, U + (size_t)xi * I * OC + o0, OC,
                        0.0f, own.M + xi * ldm + o0, OC);
         wino_output(yt, own.M, ldm, -ty0 * TW, OC, s->OH, OW, &g, own.junk, ty0, ty1, o0, o1);
         /* (pooled: tile rows are the pool's rows; an odd last row is dropped) */
-        int lim = pooled ? s->OH & ~1 : s->OH, r0 = 2 * ty0, r1 = 2 * ty1 < lim ? 2 * ty1 : lim;
+        int lim = pooled ? s->OH & ~1 : s->OH, r0 = g.m * ty0;
+        int r1 = g.m * ty1 < lim ? g.m * ty1 : lim;
         if (r1 > r0)
             write_part(out, pooled, yt, s, r0, r1, o0, o1, scale, shift, relu, NULL);
         st_team_item_done(me);

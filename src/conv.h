@@ -47,7 +47,7 @@ int st_conv_forward_pools(const st_conv_shape *s, int N, int cached);
  * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
 /* Whether the forward and the input gradient of this shape and batch size run by Winograd
- * F(2x2, 3x3) instead of im2col + GEMM: 3x3 kernels, stride 1, padding 1, channels in and out
+ * F(m x m, 3x3) (st_conv_winograd_tile) instead of im2col + GEMM: 3x3 kernels, stride 1, padding 1, channels in and out
  * multiples of 8, and at least ST_CONV_WINOGRAD_MIN_BATCH images (the weights are transformed
  * at every call; for one image that costs what it saves). A forward with a weight cache runs
  * by Winograd at any batch size for these shapes. */
@@ -61,6 +61,13 @@ size_t st_conv_wcache_floats(const st_conv_shape *s);
 /* For tests and benchmarks: 0 turns Winograd off (every shape by im2col + GEMM), 1 back on (the
  * default). Not while another thread is inside a conv. */
 void st_conv_set_winograd(int on);
+/* Winograd's output tile size m for this shape (4 or 2: fewer multiplications once the last
+ * tiles are padded out), or 0 where Winograd does not serve it. */
+int st_conv_winograd_tile(const st_conv_shape *s);
+/* For tests and benchmarks: 2 or 4 runs every Winograd conv with that tile size, 0 lets the
+ * shape choose (the default). Workspaces fit either. Not while another thread is inside a conv,
+ * nor between calls sharing a weight cache (the cache holds the transform for one tile size). */
+void st_conv_set_winograd_tile(int m);
 /* A training batch norm after the conv (maybe with a ReLU, maybe then a 2x2 max pool) whose input
  * gradient the conv's backward computes as it reads its output gradient:
  *     dy = st_bn_dx(d, x, mean, invstd, coef[3 oc], coef[3 oc + 1], coef[3 oc + 2])

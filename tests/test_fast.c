@@ -234,8 +234,9 @@ static void test_pooled_special_values(void)
     free(ws);
 }
 
-/* Winograd mixes a tile's inputs with each other: a NaN input must still reach exactly the
- * outputs whose 3x3 windows hold it (and every output channel there), as with im2col. */
+/* Winograd mixes a tile's inputs with each other: a NaN input must still reach every output whose
+ * 3x3 window holds it (and every output channel there), as with im2col; with 2x2 tiles exactly
+ * those, with 4x4 tiles at most the outputs of the tiles whose 6x6 input blocks hold it. */
 static void test_winograd_nan_inputs(void)
 {
     int N = 4, C = 8, H = 7, W = 6, OC = 8;
@@ -248,20 +249,74 @@ static void test_winograd_nan_inputs(void)
     st_rng r;
     st_rng_seed(&r, 8);
     fill(w, (size_t)OC * C * 9, &r);
-    size_t differ = 0, nans = 0;
-    for (int pos = 0; pos < H * W; pos += 5) { /* corners, edges and inside of the tiles */
-        fill(x, nin, &r);
-        x[(size_t)(1 * C + 3) * H * W + pos] = NAN; /* image 1, channel 3 */
-        conv2d_forward_ref(y1, x, w, b, N, C, H, W, OC, 3, 3, 1, 1);
-        st_conv2d_forward(y2, x, w, b, &s, N, ws, 2, NULL, 0, NULL);
-        for (size_t i = 0; i < nout; i++) {
-            differ += (y1[i] != y1[i]) != (y2[i] != y2[i]);
-            nans += y1[i] != y1[i];
+    for (int m = 2; m <= 4; m += 2) {
+        st_conv_set_winograd_tile(m);
+        CHECK(st_conv_winograd_tile(&s) == m);
+        size_t lost = 0, outside = 0, extra = 0, nans = 0;
+        for (int pos = 0; pos < H * W; pos += 5) { /* corners, edges and inside of the tiles */
+            int ph = pos / W + 1, pw = pos % W + 1; /* in the padded image */
+            fill(x, nin, &r);
+            x[(size_t)(1 * C + 3) * H * W + pos] = NAN; /* image 1, channel 3 */
+            conv2d_forward_ref(y1, x, w, b, N, C, H, W, OC, 3, 3, 1, 1);
+            st_conv2d_forward(y2, x, w, b, &s, N, ws, 2, NULL, 0, NULL);
+            for (size_t i = 0; i < nout; i++) {
+                int nan1 = y1[i] != y1[i], nan2 = y2[i] != y2[i];
+                int img = (int)(i / ((size_t)OC * H * W)), p = (int)(i % ((size_t)H * W));
+                int ty = p / W / m, tx = p % W / m; /* the output's tile; its inputs: */
+                int held = img == 1 && ph >= m * ty && ph < m * ty + m + 2 && pw >= m * tx &&
+                           pw < m * tx + m + 2;
+                nans += nan1;
+                lost += nan1 && !nan2;
+                extra += nan2 && !nan1;
+                outside += nan2 && !held;
+            }
         }
+        printf("  NaN inputs, %dx%d tiles: %zu NaN outputs by im2col; by Winograd %zu lost, %zu "
+               "more, %zu outside the tiles\n", m, m, nans, lost, extra, outside);
+        CHECK(nans > 0 && lost == 0 && outside == 0);
+        if (m == 2)
+            CHECK(extra == 0);
     }
-    printf("  NaN inputs: %zu NaN outputs by im2col, %zu differ by Winograd\n", nans, differ);
-    CHECK(nans > 0 && differ == 0);
+    st_conv_set_winograd_tile(0);
     free(x), free(w), free(b), free(y1), free(y2), free(ws);
+}
+
+/* Both tile sizes on the CNN's Winograd shapes and an odd one, against the reference: forward,
+ * input and weight gradient (each shape's own size is covered by test_conv_fast_vs_ref). */
+static void test_winograd_tile_sizes(void)
+{
+    const int shapes[][5] = {{4, 16, 14, 14, 32}, {5, 32, 7, 7, 64}, {4, 8, 5, 9, 16}};
+    st_rng r;
+    st_rng_seed(&r, 31);
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+        for (int m = 2; m <= 4; m += 2) {
+            int N = shapes[k][0], C = shapes[k][1], H = shapes[k][2], W = shapes[k][3];
+            int OC = shapes[k][4];
+            st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+            size_t nin = (size_t)N * C * H * W, nout = (size_t)N * OC * H * W;
+            size_t nw = (size_t)OC * C * 9;
+            float *x = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(OC * 4);
+            float *dy = malloc(nout * 4), *y1 = malloc(nout * 4), *y2 = malloc(nout * 4);
+            float *dx1 = malloc(nin * 4), *dx2 = malloc(nin * 4), *dw1 = calloc(nw, 4);
+            float *dw2 = calloc(nw, 4), *db1 = calloc(OC, 4), *db2 = calloc(OC, 4);
+            float *ws = malloc(st_conv_ws_floats(&s, N, 2) * 4);
+            fill(x, nin, &r), fill(w, nw, &r), fill(b, OC, &r), fill(dy, nout, &r);
+            st_conv_set_winograd_tile(m);
+            CHECK(st_conv_winograd(&s, N) && st_conv_winograd_tile(&s) == m);
+            printf("  Winograd %dx%d tiles, N=%d C=%d %dx%d OC=%d\n", m, m, N, C, H, W, OC);
+            conv2d_forward_ref(y1, x, w, b, N, C, H, W, OC, 3, 3, 1, 1);
+            st_conv2d_forward(y2, x, w, b, &s, N, ws, 2, NULL, 0, NULL);
+            conv2d_backward_ref(dx1, dw1, db1, dy, x, w, N, C, H, W, OC, 3, 3, 1, 1);
+            st_conv2d_backward(dx2, dw2, db2, dy, x, w, &s, N, ws, 2, NULL);
+            CHECK(maxdiff("output", y1, y2, nout, C * 9 + 1) < 1e-5);
+            CHECK(maxdiff("input grad", dx1, dx2, nin, (double)OC * 9) < 1e-5);
+            CHECK(maxdiff("weight grad", dw1, dw2, nw, (double)N * H * W) < 1e-5);
+            free(x), free(w), free(b), free(dy), free(y1), free(y2), free(dx1), free(dx2);
+            free(dw1), free(dw2), free(db1), free(db2), free(ws);
+        }
+    st_conv_set_winograd_tile(0);
+    CHECK(st_conv_winograd_tile(&(st_conv_shape){16, 14, 14, 32, 3, 3, 1, 1, 14, 14}) == 4);
+    CHECK(st_conv_winograd_tile(&(st_conv_shape){8, 2, 2, 8, 3, 3, 1, 1, 2, 2}) == 2);
 }
 
 /* The Winograd backward (input and weight gradient) against finite differences of the Winograd
@@ -869,6 +924,7 @@ int main(void)
     RUN(test_conv_lower_levels);
     RUN(test_pooled_special_values);
     RUN(test_winograd_nan_inputs);
+    RUN(test_winograd_tile_sizes);
     RUN(test_winograd_backward_fd);
     RUN(test_winograd_weight_cache);
     RUN(test_maxpool_fast_vs_ref);
