@@ -833,6 +833,43 @@ static inline __attribute__((always_inline)) void wino_gt(v8f *r, const v8f *u, 
     r[2] = (r34 - p) * (1.0f / 6.0f) + u[5];
 }
 
+enum { WINO_BT, WINO_AT, WINO_A, WINO_G, WINO_GT };
+
+static inline __attribute__((always_inline)) void wino_1d(int kind, v8f *r, const v8f *x, int m)
+{
+    switch (kind) {
+    case WINO_BT: wino_bt(r, x, m); break;
+    case WINO_AT: wino_at(r, x, m); break;
+    case WINO_A: wino_a(r, x, m); break;
+    case WINO_G: wino_g(r, x, m); break;
+    default: wino_gt(r, x, m); break;
+    }
+}
+
+/* y = T x T^T for an n x n block x of 8-lane vectors (x[i][k] at x + i * xr + k * xc floats) and
+ * the transform T of kind (n values to p along each side), into y[i][k] at y + i * yr + k * yc:
+ * T x column by column, then (T x) T^T row by row. */
+static inline __attribute__((always_inline)) void wino_2d(int kind, float *y, size_t yr,
+                                                          size_t yc, const float *x, size_t xr,
+                                                          size_t xc, int n, int p, int m)
+{
+    v8f t[6][6];
+    for (int k = 0; k < n; k++) {
+        v8f col[6], r[6];
+        for (int i = 0; i < n; i++)
+            col[i] = *(const v8f *)(x + (size_t)i * xr + (size_t)k * xc);
+        wino_1d(kind, r, col, m);
+        for (int i = 0; i < p; i++)
+            t[i][k] = r[i];
+    }
+    for (int i = 0; i < p; i++) {
+        v8f r[6];
+        wino_1d(kind, r, t[i], m);
+        for (int k = 0; k < p; k++)
+            *(v8f *)(y + (size_t)i * yr + (size_t)k * yc) = r[k];
+    }
+}
+
 /* U[xi][i][o] = (G g G^T)[xi], g the 3x3 kernel from input channel i to output channel o of the
  * product: the conv's own (flip = 0: i < C, o < OC, g = w[o][i]), or for its input gradient
  * (flip = 1: i < OC, o < C, g = w[i][o] rotated by 180 degrees); for the 8 products o .. o + 7
@@ -842,25 +879,15 @@ wino_weights8(float *restrict U, const float *restrict w, int C, int OC, int fli
               int m)
 {
     int ni = flip ? OC : C, no = flip ? C : OC, a = m + 2;
-    v8f g[3][3], t[6][3];
+    v8f g[3][3];
     for (int l = 0; l < 8; l++) {
         const float *k = flip ? w + ((size_t)i * C + o + l) * 9 : w + ((size_t)(o + l) * C + i) * 9;
         for (int r = 0; r < 3; r++)
             for (int c = 0; c < 3; c++)
                 g[r][c][l] = flip ? k[(2 - r) * 3 + 2 - c] : k[r * 3 + c];
     }
-    for (int c = 0; c < 3; c++) { /* G g, column by column */
-        v8f col[3] = {g[0][c], g[1][c], g[2][c]}, r[6];
-        wino_g(r, col, m);
-        for (int k = 0; k < a; k++)
-            t[k][c] = r[k];
-    }
-    for (int k = 0; k < a; k++) { /* (G g) G^T, row by row */
-        v8f u[6];
-        wino_g(u, t[k], m);
-        for (int c = 0; c < a; c++)
-            *(v8f *)(U + ((size_t)(a * k + c) * ni + i) * no + o) = u[c];
-    }
+    size_t plane = (size_t)ni * no; /* U[xi] */
+    wino_2d(WINO_G, U + (size_t)i * no + o, a * plane, plane, (const float *)g, 24, 8, 3, a, m);
 }
 
 ST_VEC_CLONES static void wino_weights(float *restrict U, const float *restrict w, int C, int OC,
@@ -934,21 +961,7 @@ wino_input_m(float *restrict V, size_t ldv, int t0, const float *restrict hwc, i
             const float *p = hwc + (size_t)(m * ty) * rs + (size_t)(m * tx) * C;
             float *v = V + (size_t)(t0 + ty * g->TW + tx) * C;
             for (int c = 0; c < C; c += 8) {
-                v8f e[6][6];
-                for (int k = 0; k < a; k++) { /* B^T d, column by column */
-                    v8f d[6], r[6];
-                    for (int i = 0; i < a; i++)
-                        d[i] = *(const v8f *)(p + (size_t)i * rs + (size_t)k * C + c);
-                    wino_bt(r, d, m);
-                    for (int i = 0; i < a; i++)
-                        e[i][k] = r[i];
-                }
-                for (int i = 0; i < a; i++) { /* (B^T d) B, row by row */
-                    v8f r[6];
-                    wino_bt(r, e[i], m);
-                    for (int k = 0; k < a; k++)
-                        *(v8f *)(v + (size_t)(a * i + k) * ldv + c) = r[k];
-                }
+                wino_2d(WINO_BT, v + c, a * ldv, ldv, p + c, rs, (size_t)C, a, a, m);
             }
         }
 }
@@ -982,21 +995,11 @@ wino_output_m(float *restrict yt, const float *restrict M, size_t ldm, int t0, i
                     out[i][k] = y < OH && x < OW ? yt + ((size_t)y * OW + x) * O : junk;
                 }
             for (int o = o0; o < o1; o += 8) {
-                v8f r[4][6];
-                for (int k = 0; k < a; k++) { /* A^T M, column by column */
-                    v8f x[6], t[4];
-                    for (int i = 0; i < a; i++)
-                        x[i] = *(const v8f *)(mt + (size_t)(a * i + k) * ldm + o);
-                    wino_at(t, x, m);
-                    for (int i = 0; i < m; i++)
-                        r[i][k] = t[i];
-                }
-                for (int i = 0; i < m; i++) { /* (A^T M) A, row by row */
-                    v8f t[4];
-                    wino_at(t, r[i], m);
+                v8f y[4][4];
+                wino_2d(WINO_AT, (float *)y, 32, 8, mt + o, a * ldm, ldm, a, m, m);
+                for (int i = 0; i < m; i++)
                     for (int k = 0; k < m; k++)
-                        *(v8f *)(out[i][k] + o) = t[k];
-                }
+                        *(v8f *)(out[i][k] + o) = y[i][k];
             }
         }
 }
@@ -1032,21 +1035,7 @@ wino_grad_output_m(float *restrict dM, size_t ldm, int t0, const float *restrict
             const float *p = hwc + (size_t)(m * ty + 1) * rs + (size_t)(m * tx + 1) * O;
             float *d = dM + (size_t)(t0 + ty * g->TW + tx) * O;
             for (int o = 0; o < O; o += 8) {
-                v8f h[6][4];
-                for (int k = 0; k < m; k++) { /* A dY, column by column */
-                    v8f y[4], r[6];
-                    for (int i = 0; i < m; i++)
-                        y[i] = *(const v8f *)(p + (size_t)i * rs + (size_t)k * O + o);
-                    wino_a(r, y, m);
-                    for (int i = 0; i < a; i++)
-                        h[i][k] = r[i];
-                }
-                for (int i = 0; i < a; i++) { /* (A dY) A^T, row by row */
-                    v8f r[6];
-                    wino_a(r, h[i], m);
-                    for (int k = 0; k < a; k++)
-                        *(v8f *)(d + (size_t)(a * i + k) * ldm + o) = r[k];
-                }
+                wino_2d(WINO_A, d + o, a * ldm, ldm, p + o, rs, (size_t)O, m, a, m);
             }
         }
 }
@@ -1068,22 +1057,11 @@ wino_grad_weights_m(float *restrict dw, const float *restrict dU, size_t ldu, in
     int a = m + 2;
     size_t n = (size_t)O * C;
     for (size_t k = 0; k < n; k += 8) { /* k = o * C + c, as in dw */
-        v8f t[3][6], d[9];
-        for (int c = 0; c < a; c++) { /* G^T dU, column by column */
-            v8f u[6], r[3];
-            for (int i = 0; i < a; i++)
-                u[i] = *(const v8f *)(dU + (size_t)(a * i + c) * ldu + k);
-            wino_gt(r, u, m);
-            for (int i = 0; i < 3; i++)
-                t[i][c] = r[i];
-        }
-        for (int i = 0; i < 3; i++) /* (G^T dU) G, row by row */
-            wino_gt(d + 3 * i, t[i], m);
-        float tmp[9][8]; /* the lanes' 9 values each, contiguous in dw */
-        memcpy(tmp, d, sizeof tmp);
-        for (int l = 0; l < 8; l++)
+        v8f d[3][3];
+        wino_2d(WINO_GT, (float *)d, 24, 8, dU + k, a * ldu, ldu, a, 3, m);
+        for (int l = 0; l < 8; l++) /* the lanes' 9 values each, contiguous in dw */
             for (int q = 0; q < 9; q++)
-                dw[(k + (size_t)l) * 9 + (size_t)q] = tmp[q][l];
+                dw[(k + (size_t)l) * 9 + (size_t)q] = d[q / 3][q % 3][l];
     }
 }
 
