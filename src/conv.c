@@ -1698,8 +1698,8 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
     }
     /* One phase: each item, run start to end in its member's own scratch (input transform,
      * products, output transform, the write), is a band of tile rows or, where bands would
-     * leave the micro-kernel's rows emptier (conv3 at 7x7: 2 x 8 tiles fill 24 rows where 16
-     * fill 18), a band of output channels over the whole image (its input transform is then
+     * leave the micro-kernel's rows emptier (on two members, conv3 at 7x7: 2 bands of 2 tiles
+     * fill 12 rows where all 4 fill 6), a band of output channels over the whole image (its input transform is then
      * made by every member: a small share). Nothing crosses to another core but the input and
      * the items' outputs. A product's rows and columns are computed alike whatever item they
      * fall in, so the values are those of the whole image at once. Items: one per member,
