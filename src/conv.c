@@ -15,8 +15,9 @@
  * in evaluation with a weight cache: the CNN's conv2 and conv3) run their forward, input gradient
  * and weight gradient by Winograd F(4x4, 3x3) or F(2x2, 3x3) instead, with no im2col (see
  * st_conv_winograd and the section below), a few images of the group at a time, their 36 (or 16)
- * small products straight through the GEMM micro-kernel. Convs with one input channel and stride 1 (conv1) run their
- * forward and weight gradient without im2col, the micro-kernel reading the padded image in place.
+ * small products straight through the GEMM micro-kernel. Convs with one input channel and
+ * stride 1 (conv1) run their forward and weight gradient without im2col, the micro-kernel reading
+ * the padded image in place.
  * In evaluation, a conv whose batch norm, ReLU and 2x2 max pool follow can write the pool's output
  * directly (st_conv2d_forward_affine's pooled; affine_pool_transpose).
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
@@ -596,7 +597,7 @@ static gemm_fn group_gemm(int inner)
  * a x a block of input around it (a = m + 2) as Y = A^T [ (G g G^T) .* (B^T d B) ] A summed over
  * the input channels (Lavin & Gray, 2015): a^2 products per tile and channel pair instead of
  * 9 m^2, with m = 2 (16 instead of 36) or m = 4 (36 instead of 144), whichever leaves less to
- * multiply for the shape once the last tiles are padded out (wino_tile: m = 4 for the CNN's
+ * multiply for the shape once the last tiles are padded out (wino_tile_for: m = 4 for the CNN's
  * 14x14 and 7x7). With the transformed inputs V[xi][tile][c] = (B^T d B)[xi] and weights
  * U[xi][c][oc] = (G g G^T)[xi], the sum over channels is a^2 GEMMs
  * M[xi][tile][oc] = V[xi] * U[xi]; the output transform then gives y^T[pixel][oc], and
@@ -753,6 +754,10 @@ static size_t wino_floats(const st_conv_shape *s)
     return (most + 15) & ~(size_t)15;
 }
 
+/* Calls fn(args..., m) with m = g_m as a constant (4 or 2), so that the transforms inlined into
+ * fn are specialised for that tile size. */
+#define WINO_BY_TILE(g_m, fn, ...) ((g_m) == 4 ? fn(__VA_ARGS__, 4) : fn(__VA_ARGS__, 2))
+
 /* The three transforms along one side of a tile, for m = 2 and m = 4 (the compiler keeps only
  * the one asked for: m is a constant wherever these are inlined).
  * Inputs, r = B^T x (a values to a). */
@@ -897,12 +902,8 @@ ST_VEC_CLONES static void wino_weights(float *restrict U, const float *restrict 
     /* (training transforms the weights at every call: conv3's take about 1% of a step alone) */
 #pragma omp parallel for schedule(static) num_threads(st_get_threads()) if (ni * no >= 2048)
     for (int i = 0; i < ni; i++)
-        for (int o = 0; o < no; o += 8) {
-            if (m == 4)
-                wino_weights8(U, w, C, OC, flip, i, o, 4);
-            else
-                wino_weights8(U, w, C, OC, flip, i, o, 2);
-        }
+        for (int o = 0; o < no; o += 8)
+            WINO_BY_TILE(m, wino_weights8, U, w, C, OC, flip, i, o);
 }
 
 /* hwc = the image's C planes (plane c at src + c * cs, H x W; C a multiple of 8) channels-last,
@@ -960,9 +961,8 @@ wino_input_m(float *restrict V, size_t ldv, int t0, const float *restrict hwc, i
         for (int tx = 0; tx < g->TW; tx++) {
             const float *p = hwc + (size_t)(m * ty) * rs + (size_t)(m * tx) * C;
             float *v = V + (size_t)(t0 + ty * g->TW + tx) * C;
-            for (int c = 0; c < C; c += 8) {
+            for (int c = 0; c < C; c += 8)
                 wino_2d(WINO_BT, v + c, a * ldv, ldv, p + c, rs, (size_t)C, a, a, m);
-            }
         }
 }
 
@@ -970,10 +970,7 @@ ST_VEC_CLONES static void wino_input(float *restrict V, size_t ldv, int t0,
                                      const float *restrict hwc, int C, const wino_geom *g,
                                      int ty0, int ty1)
 {
-    if (g->m == 4)
-        wino_input_m(V, ldv, t0, hwc, C, g, ty0, ty1, 4);
-    else
-        wino_input_m(V, ldv, t0, hwc, C, g, ty0, ty1, 2);
+    WINO_BY_TILE(g->m, wino_input_m, V, ldv, t0, hwc, C, g, ty0, ty1);
 }
 
 /* yt[pixel][o] (one image, OH x OW pixels, O channels, a multiple of 8) = A^T M A for each of
@@ -1008,10 +1005,7 @@ ST_VEC_CLONES static void wino_output(float *restrict yt, const float *restrict 
                                       int t0, int O, int OH, int OW, const wino_geom *g,
                                       float *restrict junk, int ty0, int ty1, int o0, int o1)
 {
-    if (g->m == 4)
-        wino_output_m(yt, M, ldm, t0, O, OH, OW, g, junk, ty0, ty1, o0, o1, 4);
-    else
-        wino_output_m(yt, M, ldm, t0, O, OH, OW, g, junk, ty0, ty1, o0, o1, 2);
+    WINO_BY_TILE(g->m, wino_output_m, yt, M, ldm, t0, O, OH, OW, g, junk, ty0, ty1, o0, o1);
 }
 
 /* The weight gradient by Winograd: the forward's products M[xi] = V[xi] * U[xi], summed over
@@ -1034,19 +1028,15 @@ wino_grad_output_m(float *restrict dM, size_t ldm, int t0, const float *restrict
         for (int tx = 0; tx < g->TW; tx++) {
             const float *p = hwc + (size_t)(m * ty + 1) * rs + (size_t)(m * tx + 1) * O;
             float *d = dM + (size_t)(t0 + ty * g->TW + tx) * O;
-            for (int o = 0; o < O; o += 8) {
+            for (int o = 0; o < O; o += 8)
                 wino_2d(WINO_A, d + o, a * ldm, ldm, p + o, rs, (size_t)O, m, a, m);
-            }
         }
 }
 
 ST_VEC_CLONES static void wino_grad_output(float *restrict dM, size_t ldm, int t0,
                                            const float *restrict hwc, int O, const wino_geom *g)
 {
-    if (g->m == 4)
-        wino_grad_output_m(dM, ldm, t0, hwc, O, g, 4);
-    else
-        wino_grad_output_m(dM, ldm, t0, hwc, O, g, 2);
+    WINO_BY_TILE(g->m, wino_grad_output_m, dM, ldm, t0, hwc, O, g);
 }
 
 /* dw[o][c][3][3] = G^T dU G for each (o, c), from dU[xi][o][c] (O x C floats per xi, ldu apart;
@@ -1068,10 +1058,7 @@ wino_grad_weights_m(float *restrict dw, const float *restrict dU, size_t ldu, in
 ST_VEC_CLONES static void wino_grad_weights(float *restrict dw, const float *restrict dU,
                                             size_t ldu, int C, int O, int m)
 {
-    if (m == 4)
-        wino_grad_weights_m(dw, dU, ldu, C, O, 4);
-    else
-        wino_grad_weights_m(dw, dU, ldu, C, O, 2);
+    WINO_BY_TILE(m, wino_grad_weights_m, dw, dU, ldu, C, O);
 }
 
 /* C[M][N] = op(A) B (beta 0) or C + op(A) B (beta 1), op(A) = A (ta = 0: M x K, rows lda floats
@@ -1699,11 +1686,11 @@ void st_conv_forward_member(float *out, float *pooled, const float *inp, const f
     /* One phase: each item, run start to end in its member's own scratch (input transform,
      * products, output transform, the write), is a band of tile rows or, where bands would
      * leave the micro-kernel's rows emptier (on two members, conv3 at 7x7: 2 bands of 2 tiles
-     * fill 12 rows where all 4 fill 6), a band of output channels over the whole image (its input transform is then
-     * made by every member: a small share). Nothing crosses to another core but the input and
-     * the items' outputs. A product's rows and columns are computed alike whatever item they
-     * fall in, so the values are those of the whole image at once. Items: one per member,
-     * taken by whoever is free. */
+     * fill 12 rows where all 4 fill 6), a band of output channels over the whole image (its
+     * input transform is then made by every member: a small share). Nothing crosses to another
+     * core but the input and the items' outputs. A product's rows and columns are computed
+     * alike whatever item they fall in, so the values are those of the whole image at once.
+     * Items: one per member, taken by whoever is free. */
     wino_geom g = wino_geometry(s);
     wino_scratch_parts own = wino_parts(wino_scratch(&c, mine), &g);
     const float *U = wcache + (size_t)OC * s->C * 9;

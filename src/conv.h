@@ -47,10 +47,10 @@ int st_conv_forward_pools(const st_conv_shape *s, int N, int cached);
  * shape and batch on this CPU (the same products to the bit, tiled along the other side). */
 int st_conv_forward_transposed(const st_conv_shape *s, int N);
 /* Whether the forward and the input gradient of this shape and batch size run by Winograd
- * F(m x m, 3x3) (st_conv_winograd_tile) instead of im2col + GEMM: 3x3 kernels, stride 1, padding 1, channels in and out
- * multiples of 8, and at least ST_CONV_WINOGRAD_MIN_BATCH images (the weights are transformed
- * at every call; for one image that costs what it saves). A forward with a weight cache runs
- * by Winograd at any batch size for these shapes. */
+ * F(m x m, 3x3) (st_conv_winograd_tile) instead of im2col + GEMM: 3x3 kernels, stride 1,
+ * padding 1, channels in and out multiples of 8, and at least ST_CONV_WINOGRAD_MIN_BATCH images
+ * (the weights are transformed at every call; for one image that costs what it saves). A
+ * forward with a weight cache runs by Winograd at any batch size for these shapes. */
 #define ST_CONV_WINOGRAD_MIN_BATCH 4
 int st_conv_winograd(const st_conv_shape *s, int N);
 /* Whether the forward of this shape runs without im2col: one input channel and stride 1 (the
