@@ -1412,24 +1412,30 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
     size_t ldc = (size_t)gn * P, wsize = (size_t)s->OC * CKK;
     float *dy = col + c->colf, *xp = dy + (size_t)s->OC * c->G * P;
     float *pw = c->partial + (size_t)g * (wsize + (size_t)s->OC), *pb = pw + wsize;
-    /* gather dy[OC, gn*P] and the bias gradient of this group */
-    for (int oc = 0; oc < s->OC; oc++) {
-        double acc[8] = {0};
-        for (int j = 0; j < gn; j++) {
-            size_t off = (size_t)(lo + j) * c->out_size + (size_t)oc * P;
-            float *dst = dy + (size_t)oc * ldc + (size_t)j * P;
-            const st_conv_bn_grad *bn = c->bn;
-            if (!bn) {
-                memcpy(dst, c->dout + off, sizeof(float) * (size_t)P);
-                st_add_lanes8(acc, dst, P);
-                continue;
+    /* gather dy[OC, gn*P] and the bias gradient of this group: image by image through up to
+     * 64 channels at a time, so that each image's planes are read in order (one stream, not one
+     * per plane), each channel's sums still over the images in order */
+    const st_conv_bn_grad *bn = c->bn;
+    for (int o0 = 0; o0 < s->OC; o0 += 64) {
+        int o1 = s->OC - o0 < 64 ? s->OC : o0 + 64;
+        double acc[64][8] = {{0}};
+        for (int j = 0; j < gn; j++)
+            for (int oc = o0; oc < o1; oc++) {
+                size_t off = (size_t)(lo + j) * c->out_size + (size_t)oc * P;
+                float *dst = dy + (size_t)oc * ldc + (size_t)j * P;
+                if (!bn) {
+                    memcpy(dst, c->dout + off, sizeof(float) * (size_t)P);
+                    st_add_lanes8(acc[oc - o0], dst, P);
+                    continue;
+                }
+                /* with a pool, dout holds pool_hw values per plane, and their positions */
+                size_t doff = bn->argmax ? ((size_t)(lo + j) * s->OC + oc) * bn->pool_hw : off;
+                bn_dx_sum(dst, acc[oc - o0], c->dout + doff,
+                          bn->argmax ? bn->argmax + doff : NULL,
+                          bn->argmax ? bn->xmax + doff : NULL, bn->x + off, bn, oc, P);
             }
-            /* with a pool, dout holds pool_hw values per plane, and their positions */
-            size_t doff = bn->argmax ? ((size_t)(lo + j) * s->OC + oc) * bn->pool_hw : off;
-            bn_dx_sum(dst, acc, c->dout + doff, bn->argmax ? bn->argmax + doff : NULL,
-                      bn->argmax ? bn->xmax + doff : NULL, bn->x + off, bn, oc, P);
-        }
-        pb[oc] = (float)st_sum8(acc);
+        for (int oc = o0; oc < o1; oc++)
+            pb[oc] = (float)st_sum8(acc[oc - o0]);
     }
     if (c->wino) {
         wino_weight_grad(pw, c, lo, gn, dy, ldc, col, wino_scratch(c, col));

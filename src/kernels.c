@@ -266,45 +266,67 @@ static void bn_eval_forward(st_layer *l, const float *in, int n)
         }
 }
 
+/* Channel c of bn_backward from its sums of dy and dy * xhat: the weight and bias gradients,
+ * then its input gradient, or (defer) the coefficients the conv before computes it from. */
+static void bn_grads(st_layer *l, const float *in, const float *dout, float *dinp, int n, int c,
+                     double sum_dy, double sum_dy_xhat, int defer)
+{
+    int HW = l->in_h * l->in_w;
+    size_t M = (size_t)n * HW;
+    bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c], l->relu_fused};
+    l->db[c] += (float)sum_dy;
+    l->dw[c] += (float)sum_dy_xhat;
+    if (!dinp)
+        return;
+    double mdy = sum_dy / (double)M, mdyx = sum_dy_xhat / (double)M;
+    double scale = (double)q.invstd * l->w[c];
+    if (defer) {
+        float *k = l->dx_coef + 3 * c; /* st_bn_dx works in float */
+        k[0] = (float)mdy, k[1] = (float)mdyx, k[2] = (float)scale;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t off = ((size_t)i * l->in_c + c) * HW;
+        if (dinp != dout) /* the model always runs it in place; other callers copy */
+            memcpy(dinp + off, dout + off, sizeof(float) * (size_t)HW);
+        chan_dx(dinp + off, in + off, q, (float)mdy, (float)mdyx, (float)scale, HW);
+    }
+}
+
 /* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here); with a fused
  * 2x2 max pool after that (pool_after), dout is the pool's output gradient, and the inputs at the
  * pool's maxima are those the pool saved (xmax). After a conv, in place (the model's case), the
  * input gradient is left to the conv's backward (dx_coef). */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
+    /* deferred to the conv before: in place after it, or with a pool (only fused after one) */
     int defer = l->stats_src && dinp == dout;
     int C = l->in_c, HW = l->in_h * l->in_w;
     const st_layer *pool = l->pool_after;
     int PHW = pool ? pool->out_h * pool->out_w : 0;
-    size_t M = (size_t)n * HW;
-#pragma omp parallel for schedule(static) num_threads(nthreads())
-    for (int c = 0; c < C; c++) {
-        double a1[8] = {0}, a2[8] = {0};
-        bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c], l->relu_fused};
-        for (int i = 0; i < n; i++) {
-            size_t off = ((size_t)i * C + c) * HW, poff = ((size_t)i * C + c) * PHW;
-            if (pool)
-                chan_dsums(a1, a2, pool->xmax + poff, dout + poff, q, PHW);
-            else
-                chan_dsums(a1, a2, in + off, dout + off, q, HW);
-        }
-        double sum_dy = st_sum8(a1), sum_dy_xhat = st_sum8(a2);
-        l->db[c] += (float)sum_dy;
-        l->dw[c] += (float)sum_dy_xhat;
-        if (!dinp)
-            continue;
-        double mdy = sum_dy / (double)M, mdyx = sum_dy_xhat / (double)M;
-        double scale = (double)q.invstd * l->w[c];
-        if (defer || pool) { /* (a pool is only fused after a conv: model.c) */
-            float *k = l->dx_coef + 3 * c; /* st_bn_dx works in float */
-            k[0] = (float)mdy, k[1] = (float)mdyx, k[2] = (float)scale;
-            continue;
-        }
-        for (int i = 0; i < n; i++) {
-            size_t off = ((size_t)i * C + c) * HW;
-            if (dinp != dout) /* the model always runs it in place; other callers copy */
-                memcpy(dinp + off, dout + off, sizeof(float) * (size_t)HW);
-            chan_dx(dinp + off, in + off, q, (float)mdy, (float)mdyx, (float)scale, HW);
+    /* each thread its share of the channels (static), up to 64 at a time image by image, so
+     * that it reads each image's planes of them in order (one stream, not one per plane); each
+     * channel's sums are still over the images in order */
+#pragma omp parallel num_threads(nthreads())
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int lo = (int)((long)C * t / nt), hi = (int)((long)C * (t + 1) / nt);
+        for (int c0 = lo; c0 < hi; c0 += 64) {
+            int c1 = hi - c0 < 64 ? hi : c0 + 64;
+            double a1[64][8] = {{0}}, a2[64][8] = {{0}};
+            for (int i = 0; i < n; i++)
+                for (int c = c0; c < c1; c++) {
+                    bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
+                                 l->relu_fused};
+                    size_t off = ((size_t)i * C + c) * HW, poff = ((size_t)i * C + c) * PHW;
+                    if (pool)
+                        chan_dsums(a1[c - c0], a2[c - c0], pool->xmax + poff, dout + poff, q, PHW);
+                    else
+                        chan_dsums(a1[c - c0], a2[c - c0], in + off, dout + off, q, HW);
+                }
+            for (int c = c0; c < c1; c++)
+                bn_grads(l, in, dout, dinp, n, c, st_sum8(a1[c - c0]), st_sum8(a2[c - c0]),
+                         defer || pool);
         }
     }
 }
