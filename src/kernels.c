@@ -374,17 +374,18 @@ typedef int32_t v8i __attribute__((vector_size(32)));
         const bn_chan *q)                                                                        \
     {                                                                                            \
         VF a0, a1, b0, b1, zero = {0};                                                           \
-        VI base;                                                                                 \
+        VI base = {0};                                                                           \
         for (int i = 0; i < N; i++)                                                              \
-            base[i] = b + 2 * i;                                                                 \
+            base[i] = 2 * i;                                                                     \
+        base += b;                                                                               \
         memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + N, sizeof a1);                              \
         memcpy(&b0, r1, sizeof b0), memcpy(&b1, r1 + N, sizeof b1);                              \
         VF xc[4] = {EVEN(a0, a1), ODD(a0, a1), EVEN(b0, b1), ODD(b0, b1)};                       \
         VF v[4] = {xc[0], xc[1], xc[2], xc[3]};                                                  \
         if (q) {                                                                                 \
-            VF mean, inv, g, be;                                                                 \
-            for (int i = 0; i < N; i++)                                                          \
-                mean[i] = q->mean, inv[i] = q->invstd, g[i] = q->g, be[i] = q->b;                \
+            /* vector + scalar: one broadcast each (lane by lane, the compiler inserts) */       \
+            VF mean = zero + q->mean, inv = zero + q->invstd;                                    \
+            VF g = zero + q->g, be = zero + q->b;                                                \
             for (int i = 0; i < 4; i++) {                                                        \
                 v[i] = (xc[i] - mean) * inv * g + be;                                            \
                 v[i] = (VF)((VI)v[i] & ((v[i] > zero) | (v[i] != v[i])));                        \
