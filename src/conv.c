@@ -101,8 +101,11 @@ static size_t col_floats(const st_conv_shape *s, size_t G)
 {
     size_t P = (size_t)s->OH * s->OW, n = (size_t)s->C * s->KH * s->KW * G * P;
     size_t u = wino_fits(s) ? WINO_NX_MAX * wino_ld((size_t)s->C * s->OC) : 0;
-    if (direct_fits(s))
-        u = P * (size_t)((s->OC + ST_GEMM_NR_MAX - 1) / ST_GEMM_NR_MAX * ST_GEMM_NR_MAX);
+    if (direct_fits(s)) {
+        size_t OCp = (size_t)(s->OC + ST_GEMM_NR_MAX - 1) / ST_GEMM_NR_MAX * ST_GEMM_NR_MAX;
+        size_t KWp = (size_t)(s->KW + ST_GEMM_MR_MAX - 1) / ST_GEMM_MR_MAX * ST_GEMM_MR_MAX;
+        u = (P + (size_t)s->KH * KWp) * OCp;
+    }
     return n > u ? n : u;
 }
 
@@ -1374,12 +1377,15 @@ static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, i
     const st_conv_shape *s = c->s;
     const st_gemm_kernel *kr = st_gemm_kernel_for_level(st_cpu_level());
     int mr = kr->mr, nr = kr->nr, OC = s->OC, KH = s->KH, KW = s->KW, P = c->P;
-    int OCp = (OC + nr - 1) / nr * nr, Wp = s->W + 2 * s->pad;
+    int OCp = (OC + nr - 1) / nr * nr, Wp = s->W + 2 * s->pad, KWp = (KW + mr - 1) / mr * mr;
     /* bands of output rows whose gradient (the B operand of KH * KW / mr calls) stays in L1 */
     int band = 2048 / (s->OW * OCp);
     band = band < 1 ? 1 : band;
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
-    memset(dw, 0, sizeof(float) * (size_t)OC * KH * KW);
+    /* the sums channels-last, dwt[kh][kw][OCp] (kw < KWp), as the tiles come: whole rows of
+     * them added at once; dw in its own layout at the end (the same additions in order) */
+    float *dwt = dyt + (size_t)P * OCp;
+    memset(dwt, 0, sizeof(float) * (size_t)KH * KWp * OCp);
     if (OCp > OC) /* the channels past OC: zeros, never written below */
         for (int p = 0; p < P; p++)
             memset(dyt + (size_t)p * OCp + OC, 0, sizeof(float) * (size_t)(OCp - OC));
@@ -1394,12 +1400,16 @@ static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, i
                     for (int o0 = 0; o0 < OC; o0 += nr) {
                         kr->ukr_win(rows, s->OW, a + (size_t)kh * Wp + kw, Wp, b + o0, OCp, tile,
                                     nr);
-                        for (int i = 0; i < mr && kw + i < KW; i++)
-                            for (int o = o0; o < OC && o < o0 + nr; o++)
-                                dw[((size_t)o * KH + kh) * KW + kw + i] += tile[i * nr + o - o0];
+                        for (int i = 0; i < mr; i++)
+                            add_row(dwt + ((size_t)kh * KWp + kw + i) * OCp + o0, tile + i * nr,
+                                    nr);
                     }
         }
     }
+    for (int o = 0; o < OC; o++)
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++)
+                dw[((size_t)o * KH + kh) * KW + kw] = dwt[((size_t)kh * KWp + kw) * OCp + o];
 }
 
 /* Backward of group g: its weight-gradient partial, and its images' input gradients. */
