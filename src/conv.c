@@ -410,7 +410,7 @@ ST_VEC_CLONES static void affine_transpose(float *restrict dst, size_t ldd,
                 if (relu)
                     r[i] = relu4(r[i]);
                 if (stats) {
-                    v4d d = __builtin_convertvector(r[i], v4d);
+                    v4d d = ST_WIDEN4(r[i]);
                     s1[i] += d;
                     s2[i] += d * d;
                 }

@@ -68,6 +68,11 @@ static inline float st_bn_dx(float dy, float x, float mean, float invstd, float 
     return (dy - mdy - xhat * mdyx) * scale;
 }
 
+/* The initializer of a vector of 4 doubles from a vector of 4 floats, lane by lane: GCC 12
+ * lowers __builtin_convertvector to that type as two 128-bit conversions (the upper half through
+ * memory); this form becomes a single 256-bit vcvtps2pd where AVX is enabled. */
+#define ST_WIDEN4(v) {(double)(v)[0], (double)(v)[1], (double)(v)[2], (double)(v)[3]}
+
 /* Sum of 8 partial sums (lanes) in a fixed tree: the reductions that keep 8 interleaved lanes to
  * vectorise use it, so their results do not depend on the number of threads. */
 static inline double st_sum8(const double *a)

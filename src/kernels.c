@@ -174,8 +174,8 @@ ST_VEC_CLONES static void chan_dsums(double *restrict a1, double *restrict a2,
                 v4f o = bn_out4(xf, &q);
                 df = (v4f)((__typeof__(o > o))df & (o > 0.0f));
             }
-            v4d xhat = __builtin_convertvector(xf - vmean, v4d) * (double)q.invstd;
-            v4d d = __builtin_convertvector(df, v4d);
+            v4f xc = xf - vmean;
+            v4d xhat = (v4d)ST_WIDEN4(xc) * (double)q.invstd, d = ST_WIDEN4(df);
             s1[h] += d;
             s2[h] += d * xhat;
         }
