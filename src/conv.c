@@ -96,7 +96,8 @@ static const float *cached_wino_weights(const float *w, const st_conv_shape *s, 
 
 /* A thread's col: im2col's [CKK][G*P], or (at least) the nx x C x OC floats of Winograd's
  * weight gradient in the transformed domain (wino_weight_grad), or one image's output gradient
- * channels-last for the one-channel weight gradient (direct_weight_grad), where those run. */
+ * channels-last and the sums for the one-channel weight gradient (direct_weight_grad), where
+ * those run. */
 static size_t col_floats(const st_conv_shape *s, size_t G)
 {
     size_t P = (size_t)s->OH * s->OW, n = (size_t)s->C * s->KH * s->KW * G * P;
@@ -1369,8 +1370,8 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
  * whole image, ukr_win(OH, OW, xp + kh * Wp + kw, Wp, dyt, ...) would sum
  *     x[oh + kh][ow + kw + i] * dy[oh][ow][oc]   over (oh, ow), in that order,
  * which is dw[oc][kh][kw + i] for its mr rows i (those past KW are dropped); in bands of a few
- * output rows, each band's sums added to dw in order, images in order. dyt: col_floats; xp: the
- * padded image's room. */
+ * output rows, each band's sums added to dw in order, images in order. dyt: col_floats (dyt,
+ * then the sums channels-last); xp: the padded image's room. */
 static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, int gn,
                                const float *dy, size_t ldy, float *dyt, float *xp)
 {
