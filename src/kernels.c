@@ -215,41 +215,48 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
      * wrote this input, in this same forward pass */
     const double *st = l->stats_src ? l->stats_src->conv_stats : NULL;
     /* contiguous ranges of channels (static): a channel's planes are as small as 49 floats, and
-     * neighbouring channels on different threads would write the same cache lines (2x slower) */
-#pragma omp parallel for schedule(static) num_threads(nthreads())
-    for (int c = 0; c < C; c++) {
-        double mean = 0.0, ss = 0.0;
-        int two_pass = !st;
-        if (st) {
-            mean = st[2 * c] / (double)M;
-            ss = st[2 * c + 1] - st[2 * c] * mean; /* sum (x - mean)^2 */
-            /* this cancels when the variance is tiny next to the squared mean (relative error
-             * about 1e-16 * sum x^2 / ss): then make the two exact passes instead */
-            two_pass = !(ss > 1e-6 * st[2 * c + 1]);
+     * neighbouring channels on different threads would write the same cache lines (2x slower);
+     * each thread its range's statistics, then their output image by image (each image's planes
+     * of the range one after the other, not one stream per plane) */
+#pragma omp parallel num_threads(nthreads())
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int lo = (int)((long)C * t / nt), hi = (int)((long)C * (t + 1) / nt);
+        for (int c = lo; c < hi; c++) {
+            double mean = 0.0, ss = 0.0;
+            int two_pass = !st;
+            if (st) {
+                mean = st[2 * c] / (double)M;
+                ss = st[2 * c + 1] - st[2 * c] * mean; /* sum (x - mean)^2 */
+                /* this cancels when the variance is tiny next to the squared mean (relative
+                 * error about 1e-16 * sum x^2 / ss): then make the two exact passes instead */
+                two_pass = !(ss > 1e-6 * st[2 * c + 1]);
+            }
+            if (two_pass) {
+                double acc[8] = {0};
+                for (int i = 0; i < n; i++)
+                    st_add_lanes8(acc, in + ((size_t)i * C + c) * HW, HW);
+                mean = st_sum8(acc) / (double)M;
+                double acc2[8] = {0};
+                for (int i = 0; i < n; i++)
+                    chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
+                ss = st_sum8(acc2);
+            }
+            double var = ss / (double)M;
+            l->save_mean[c] = (float)mean;
+            l->save_invstd[c] = (float)(1.0 / sqrt(var + ST_BN_EPS));
+            double unbiased = M > 1 ? ss / (double)(M - 1) : var;
+            l->running_mean[c] =
+                (float)((1.0 - ST_BN_MOMENTUM) * l->running_mean[c] + ST_BN_MOMENTUM * mean);
+            l->running_var[c] =
+                (float)((1.0 - ST_BN_MOMENTUM) * l->running_var[c] + ST_BN_MOMENTUM * unbiased);
         }
-        if (two_pass) {
-            double acc[8] = {0};
-            for (int i = 0; i < n; i++)
-                st_add_lanes8(acc, in + ((size_t)i * C + c) * HW, HW);
-            mean = st_sum8(acc) / (double)M;
-            double acc2[8] = {0};
-            for (int i = 0; i < n; i++)
-                chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
-            ss = st_sum8(acc2);
-        }
-        double var = ss / (double)M;
-        float invstd = (float)(1.0 / sqrt(var + ST_BN_EPS)), fmean = (float)mean;
-        l->save_mean[c] = fmean;
-        l->save_invstd[c] = invstd;
-        double unbiased = M > 1 ? ss / (double)(M - 1) : var;
-        l->running_mean[c] =
-            (float)((1.0 - ST_BN_MOMENTUM) * l->running_mean[c] + ST_BN_MOMENTUM * mean);
-        l->running_var[c] =
-            (float)((1.0 - ST_BN_MOMENTUM) * l->running_var[c] + ST_BN_MOMENTUM * unbiased);
         if (!l->pool_after) /* else the max pool after it applies it (and the ReLU) */
             for (int i = 0; i < n; i++)
-                chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
-                            fmean, invstd, l->w[c], l->b[c], HW, l->relu_fused);
+                for (int c = lo; c < hi; c++)
+                    chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
+                                l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c], HW,
+                                l->relu_fused);
     }
     l->num_batches_tracked++;
 }
