@@ -38,12 +38,6 @@
 #include <xmmintrin.h>
 #endif
 
-static void group_range(int N, int g, int ngroups, int *lo, int *hi)
-{
-    *lo = (int)((long)N * g / ngroups);
-    *hi = (int)((long)N * (g + 1) / ngroups);
-}
-
 static int wino_fits(const st_conv_shape *s);
 static long wino_image_floats(const st_conv_shape *s);
 
@@ -1309,7 +1303,7 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
 {
     const st_conv_shape *s = c->s;
     int lo, hi;
-    group_range(c->N, g, c->ng, &lo, &hi);
+    st_part_range(c->N, g, c->ng, &lo, &hi);
     int gn = hi - lo, P = c->P, CKK = c->CKK;
     size_t ldc = (size_t)gn * P;
     float *y = col + c->colf, *xp = y + (size_t)s->OC * c->G * P;
@@ -1418,18 +1412,18 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
 {
     const st_conv_shape *s = c->s;
     int lo, hi;
-    group_range(c->N, g, c->ng, &lo, &hi);
+    st_part_range(c->N, g, c->ng, &lo, &hi);
     int gn = hi - lo, P = c->P, CKK = c->CKK;
     size_t ldc = (size_t)gn * P, wsize = (size_t)s->OC * CKK;
     float *dy = col + c->colf, *xp = dy + (size_t)s->OC * c->G * P;
     float *pw = c->partial + (size_t)g * (wsize + (size_t)s->OC), *pb = pw + wsize;
-    /* gather dy[OC, gn*P] and the bias gradient of this group: image by image through up to
-     * 64 channels at a time, so that each image's planes are read in order (one stream, not one
-     * per plane), each channel's sums still over the images in order */
+    /* gather dy[OC, gn*P] and the bias gradient of this group: image by image through
+     * ST_CHAN_BLOCK channels at a time, so that each image's planes are read in order (one
+     * stream, not one per plane), each channel's sums still over the images in order */
     const st_conv_bn_grad *bn = c->bn;
-    for (int o0 = 0; o0 < s->OC; o0 += 64) {
-        int o1 = s->OC - o0 < 64 ? s->OC : o0 + 64;
-        double acc[64][8] = {{0}};
+    for (int o0 = 0; o0 < s->OC; o0 += ST_CHAN_BLOCK) {
+        int o1 = s->OC - o0 < ST_CHAN_BLOCK ? s->OC : o0 + ST_CHAN_BLOCK;
+        double acc[ST_CHAN_BLOCK][8] = {{0}};
         for (int j = 0; j < gn; j++)
             for (int oc = o0; oc < o1; oc++) {
                 size_t off = (size_t)(lo + j) * c->out_size + (size_t)oc * P;

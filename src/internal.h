@@ -73,6 +73,17 @@ static inline float st_bn_dx(float dy, float x, float mean, float invstd, float 
  * memory); this form becomes a single 256-bit vcvtps2pd where AVX is enabled. */
 #define ST_WIDEN4(v) {(double)(v)[0], (double)(v)[1], (double)(v)[2], (double)(v)[3]}
 
+/* Per-channel sums over a batch read image by image (each image's planes in order, one stream)
+ * keep this many channels' lane sums at once. */
+#define ST_CHAN_BLOCK 64
+
+/* Part `part` of `parts` nearly equal consecutive parts of [0, n): [*lo, *hi). */
+static inline void st_part_range(int n, int part, int parts, int *lo, int *hi)
+{
+    *lo = (int)((long)n * part / parts);
+    *hi = (int)((long)n * (part + 1) / parts);
+}
+
 /* Sum of 8 partial sums (lanes) in a fixed tree: the reductions that keep 8 interleaved lanes to
  * vectorise use it, so their results do not depend on the number of threads. */
 static inline double st_sum8(const double *a)

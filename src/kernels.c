@@ -220,8 +220,8 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
      * of the range one after the other, not one stream per plane) */
 #pragma omp parallel num_threads(nthreads())
     {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int lo = (int)((long)C * t / nt), hi = (int)((long)C * (t + 1) / nt);
+        int lo, hi;
+        st_part_range(C, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
         for (int c = lo; c < hi; c++) {
             double mean = 0.0, ss = 0.0;
             int two_pass = !st;
@@ -306,21 +306,22 @@ static void bn_grads(st_layer *l, const float *in, const float *dout, float *din
  * input gradient is left to the conv's backward (dx_coef). */
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
 {
-    /* deferred to the conv before: in place after it, or with a pool (only fused after one) */
-    int defer = l->stats_src && dinp == dout;
     int C = l->in_c, HW = l->in_h * l->in_w;
     const st_layer *pool = l->pool_after;
     int PHW = pool ? pool->out_h * pool->out_w : 0;
-    /* each thread its share of the channels (static), up to 64 at a time image by image, so
-     * that it reads each image's planes of them in order (one stream, not one per plane); each
-     * channel's sums are still over the images in order */
+    /* the input gradient left to the conv before: in place after it, or with a pool (which is
+     * only fused after one) */
+    int defer = (l->stats_src && dinp == dout) || pool;
+    /* each thread its share of the channels (static), ST_CHAN_BLOCK at a time image by
+     * image, so that it reads each image's planes of them in order (one stream, not one per
+     * plane); each channel's sums are still over the images in order */
 #pragma omp parallel num_threads(nthreads())
     {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int lo = (int)((long)C * t / nt), hi = (int)((long)C * (t + 1) / nt);
-        for (int c0 = lo; c0 < hi; c0 += 64) {
-            int c1 = hi - c0 < 64 ? hi : c0 + 64;
-            double a1[64][8] = {{0}}, a2[64][8] = {{0}};
+        int lo, hi;
+        st_part_range(C, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        for (int c0 = lo; c0 < hi; c0 += ST_CHAN_BLOCK) {
+            int c1 = hi - c0 < ST_CHAN_BLOCK ? hi : c0 + ST_CHAN_BLOCK;
+            double a1[ST_CHAN_BLOCK][8] = {{0}}, a2[ST_CHAN_BLOCK][8] = {{0}};
             for (int i = 0; i < n; i++)
                 for (int c = c0; c < c1; c++) {
                     bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
@@ -332,8 +333,7 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
                         chan_dsums(a1[c - c0], a2[c - c0], in + off, dout + off, q, HW);
                 }
             for (int c = c0; c < c1; c++)
-                bn_grads(l, in, dout, dinp, n, c, st_sum8(a1[c - c0]), st_sum8(a2[c - c0]),
-                         defer || pool);
+                bn_grads(l, in, dout, dinp, n, c, st_sum8(a1[c - c0]), st_sum8(a2[c - c0]), defer);
         }
     }
 }
