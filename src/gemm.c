@@ -412,7 +412,10 @@ static void blocked_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
                             ukr = kr->ukr_rows;
                         }
                         float *c = p->C + (ptrdiff_t)(ic + ir) * p->ldc + jc + jr;
-                        run_tile(kr, ukr, kb, a, sa, b, rsb, c, p->ldc, m, n, p->alpha, beta);
+                        if (m == mr && n == nr) /* (the common case without a call between) */
+                            ukr(kb, a, sa, b, rsb, c, p->ldc, p->alpha, beta);
+                        else
+                            run_tile(kr, ukr, kb, a, sa, b, rsb, c, p->ldc, m, n, p->alpha, beta);
                     }
                 }
             }
