@@ -1,6 +1,7 @@
 # Stride - build the library, the `stride` program, the example and the tests.
 #   make                 library + program + example
-#   make test            build and run every test (summary: "N passed, N failed")
+#   make test            build and run every test (summary: "N passed, N failed"), the kernel
+#                        tests also against the AVX-512 kernels emulated (avx512-emulated)
 #   make sanitize-test   the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make install PREFIX=/usr/local
 #   make bench           Stride vs PyTorch benchmark (not a test)
@@ -34,7 +35,7 @@ EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 LIB      := $(BUILD)/libstride.a
 PROG     := $(BUILD)/stride
 
-.PHONY: all test sanitize-test install clean bench profile
+.PHONY: all test avx512-emulated sanitize-test install clean bench profile
 all: $(LIB) $(PROG) $(EX_BIN) $(TEST_BIN)
 
 # conv.c moves feature-map rows of 7 to 32 floats with vector loops; GCC would turn those loops
@@ -55,8 +56,27 @@ $(BUILD)/examples/%: examples/%.c $(LIB) | $(BUILD)/examples
 $(BUILD)/obj $(BUILD)/obj/cli $(BUILD)/tests $(BUILD)/examples:
 	mkdir -p $@
 
-test: all
-	BUILD=$(BUILD) tests/run.sh
+# The AVX-512 kernels checked on any CPU with AVX2 and FMA: the kernel tests built again with
+# gemm_avx512.c compiled against SIMDe's AVX-512 intrinsics (libsimde-dev; see that file), so
+# that they run every configuration at the AVX-512 level too (its 8 x 32 tiles included).
+# (x86 only: elsewhere there are no x86 kernels to check.)
+EMU_BUILD := $(BUILD)-avx512emu
+ifneq ($(filter x86_64-% i686-% i586-%,$(shell $(CC) -dumpmachine)),)
+EMU_TESTS := $(addprefix $(EMU_BUILD)/tests/,test_gemm test_fast test_team test_models)
+endif
+ifeq ($(ST_EMULATE_AVX512),1)
+$(BUILD)/obj/gemm_avx512.o: ALL_CFLAGS += -DST_EMULATE_AVX512 -mavx2 -mfma -Wno-psabi
+$(BUILD)/obj/cpu.o: ALL_CFLAGS += -DST_EMULATE_AVX512
+endif
+avx512-emulated:
+ifneq ($(EMU_TESTS),)
+	@echo '#include <simde/x86/avx512.h>' | $(CC) $(ALL_CFLAGS) -E -x c - >/dev/null 2>&1 || \
+	    { echo "make: the AVX-512 kernel tests need SIMDe's headers: apt-get install libsimde-dev"; exit 1; }
+	$(MAKE) BUILD=$(EMU_BUILD) ST_EMULATE_AVX512=1 $(EMU_TESTS)
+endif
+
+test: all avx512-emulated
+	BUILD=$(BUILD) EXTRA_TESTS="$(EMU_TESTS)" tests/run.sh
 
 # fontconfig keeps its font cache for the life of the process (reported by LeakSanitizer at exit
 # of the programs that draw text): that library's allocations alone are suppressed.
@@ -79,4 +99,4 @@ $(BUILD)/bench/layer_prof: bench/layer_prof.c src/*.h $(LIB)
 	$(CC) $(ALL_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-avx512emu build-san-avx512emu

@@ -50,6 +50,9 @@ static int detect_hw_level(void)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
         return ST_CPU_PORTABLE;
+#if defined(ST_EMULATE_AVX512) /* (a test build: gemm_avx512.c) */
+    return ST_CPU_AVX512;
+#endif
     if (__builtin_cpu_supports("avx512f"))
         return ST_CPU_AVX512;
     return ST_CPU_AVX2;

@@ -16,11 +16,28 @@
 
 #if defined(ST_HAVE_X86_KERNELS)
 
+#if defined(ST_EMULATE_AVX512)
+/* A test build (make test: build-avx512emu) checks these kernels on a CPU without AVX-512: the
+ * _mm512 intrinsics come from SIMDe (libsimde-dev), which computes each one with AVX2 + FMA
+ * (this file is then compiled with -mavx2 -mfma), the same roundings as the real instructions:
+ * every multiply-add stays one fused operation. cpu.c then offers the AVX-512 level wherever the
+ * CPU has AVX2 and FMA. */
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#define ST_TARGET_AVX512
+/* (SIMDe 0.7.4, Debian 12's, lacks this one) Loads only the lanes of the mask, as the
+ * instruction does, so that a tail never reads past its row. */
+static inline simde__m512 st_emu_maskz_loadu_ps(uint16_t mask, const float *p)
+{
+    float v[16] = {0};
+    for (int i = 0; i < 16; i++)
+        if (mask >> i & 1u)
+            v[i] = p[i];
+    return simde_mm512_loadu_ps(v);
+}
+#define _mm512_maskz_loadu_ps st_emu_maskz_loadu_ps
+#else
 #include <immintrin.h>
-
-/* Overridable so that the kernels' logic can be checked on a CPU without AVX-512, by compiling
- * this file against a header that emulates the _mm512 intrinsics in plain C. */
-#ifndef ST_TARGET_AVX512
 #define ST_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
 

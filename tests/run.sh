@@ -1,12 +1,12 @@
 #!/bin/sh
-# Runs every test program (build/tests/test_*) and every CLI test script (tests/cli/test_*.sh),
-# adds up their "N passed, N failed" lines, and prints the total last. A program that crashes or
-# prints no summary counts as one failure.
+# Runs every test program (build/tests/test_*, then those named in EXTRA_TESTS) and every CLI
+# test script (tests/cli/test_*.sh), adds up their "N passed, N failed" lines, and prints the
+# total last. A program that crashes or prints no summary counts as one failure.
 BUILD=${BUILD:-build}
 export BUILD
 passed=0
 failed=0
-for t in "$BUILD"/tests/test_* tests/cli/test_*.sh; do
+for t in "$BUILD"/tests/test_* $EXTRA_TESTS tests/cli/test_*.sh; do
     [ -e "$t" ] || continue
     echo "== $t"
     out=$("$t" 2>&1)
