@@ -1076,12 +1076,13 @@ static void small_gemm(int ta, int M, int N, int K, const float *A, int lda, con
         st_sgemm_st(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    st_gemm_ukr_fn ukr = ta ? kr->ukr : kr->ukr_rows;
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     for (int i = 0; i < M; i += mr) {
         const float *a = ta ? A + i : A + (size_t)i * lda;
+        int rows; /* (the last rows by the level's tail kernel where it has one that fits) */
+        st_gemm_ukr_fn ukr = st_gemm_ukr_for(kr, M - i < mr ? M - i : mr, !ta, &rows);
         for (int j = 0; j < N; j += nr) {
-            if (i + mr <= M) {
+            if (i + rows <= M) {
                 ukr(K, a, lda, B + j, ldb, C + (size_t)i * ldc + j, ldc, 1.0f, beta);
                 continue;
             }

@@ -117,6 +117,9 @@ static const st_gemm_kernel kernel_avx2 = {.name = "avx2",
                                            .dot_nb = 3,
                                            .ukr = st_gemm_ukr_avx2,
                                            .ukr_rows = st_gemm_ukr_rows_avx2,
+                                           .mr_tail = 4,
+                                           .ukr_tail = st_gemm_ukr4_avx2,
+                                           .ukr_rows_tail = st_gemm_ukr4_rows_avx2,
                                            .ukr_win = st_gemm_ukr_win_avx2,
                                            .fused = 1,
                                            .dot = st_gemm_dot_avx2,
@@ -129,6 +132,9 @@ static const st_gemm_kernel kernel_avx512 = {.name = "avx512",
                                              .dot_nb = 3,
                                              .ukr = st_gemm_ukr_avx512,
                                              .ukr_rows = st_gemm_ukr_rows_avx512,
+                                             .mr_tail = 4,
+                                             .ukr_tail = st_gemm_ukr4_avx512,
+                                             .ukr_rows_tail = st_gemm_ukr4_rows_avx512,
                                              .ukr_win = st_gemm_ukr_win_avx512,
                                              .fused = 1,
                                              .dot = st_gemm_dot_avx512,
@@ -328,15 +334,16 @@ static void pack_b(const gemm_plan *p, int j0, int nb, int k0, int kb, float *ds
 
 /* ---------------------------------------------------------------- single-threaded core */
 
-/* One tile of C through a micro-kernel. A partial tile is computed whole into a local tile with
- * beta = 0 (tile = alpha * acc, C not read) and its m x n part combined with C here exactly as
- * the micro-kernel's epilogue would: fma(beta, c, t) (or beta * c + t for the portable kernel;
- * for beta == 1 both are c + t). So edge elements round exactly like interior ones. */
-static void run_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const float *a,
-                     ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc, int m,
-                     int n, float alpha, float beta)
+/* One tile of C through a micro-kernel of `rows` x nr tiles. A partial tile is computed whole
+ * into a local tile with beta = 0 (tile = alpha * acc, C not read) and its m x n part combined
+ * with C here exactly as the micro-kernel's epilogue would: fma(beta, c, t) (or beta * c + t for
+ * the portable kernel; for beta == 1 both are c + t). So edge elements round exactly like
+ * interior ones. */
+static void run_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int rows, int kc,
+                     const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c,
+                     ptrdiff_t ldc, int m, int n, float alpha, float beta)
 {
-    if (m == kr->mr && n == kr->nr) {
+    if (m == rows && n == kr->nr) {
         ukr(kc, a, sa, b, rsb, c, ldc, alpha, beta);
         return;
     }
@@ -399,7 +406,7 @@ static void blocked_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
                         const int m = imin(mr, mb - ir);
                         const float *a;
                         ptrdiff_t sa;
-                        st_gemm_ukr_fn ukr = kr->ukr;
+                        int in_place = 0, rows;
                         if (ir >= full_mb) {
                             a = pa_buf + (ptrdiff_t)((ir - full_mb) / mr) * kb * mr;
                             sa = mr;
@@ -409,13 +416,15 @@ static void blocked_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
                         } else {
                             a = p->A + (ptrdiff_t)(ic + ir) * p->lda + pc;
                             sa = p->lda;
-                            ukr = kr->ukr_rows;
+                            in_place = 1;
                         }
+                        st_gemm_ukr_fn ukr = st_gemm_ukr_for(kr, m, in_place, &rows);
                         float *c = p->C + (ptrdiff_t)(ic + ir) * p->ldc + jc + jr;
-                        if (m == mr && n == nr) /* (the common case without a call between) */
+                        if (m == rows && n == nr) /* (the common case without a call between) */
                             ukr(kb, a, sa, b, rsb, c, p->ldc, p->alpha, beta);
                         else
-                            run_tile(kr, ukr, kb, a, sa, b, rsb, c, p->ldc, m, n, p->alpha, beta);
+                            run_tile(kr, ukr, rows, kb, a, sa, b, rsb, c, p->ldc, m, n, p->alpha,
+                                     beta);
                     }
                 }
             }

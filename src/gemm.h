@@ -132,6 +132,10 @@ typedef struct st_gemm_kernel {
     int mc;             /* M block, a multiple of mr, <= ST_GEMM_MC_MAX */
     int dot_mb, dot_nb; /* dot kernel's register block (for splitting work between threads) */
     st_gemm_ukr_fn ukr, ukr_rows;
+    int mr_tail;                      /* rows of the tail kernels (0: none) */
+    st_gemm_ukr_fn ukr_tail, ukr_rows_tail; /* ukr, ukr_rows for mr_tail x nr tiles, the same
+                                               values: a product's last rows where M % mr is at
+                                               most mr_tail (fewer rows computed for nothing) */
     st_gemm_ukr_win_fn ukr_win;
     int fused;          /* epilogue fma(beta, c, t) (else beta * c + t, unfused) */
     st_gemm_dot_fn dot;         /* NULL: the level has no dot kernel */
@@ -141,6 +145,20 @@ typedef struct st_gemm_kernel {
 /* The kernel of a level (0, 1, 2). Levels not compiled in fall back to the portable kernel. */
 const st_gemm_kernel *st_gemm_kernel_for_level(int level);
 
+/* The micro-kernel for a tile of m <= mr rows: the level's tail kernel where its rows suffice,
+ * else the full one (in_place: rows of A read in place, ukr_rows; else ukr). *rows: the rows it
+ * computes (where m == *rows it may write C directly). */
+static inline st_gemm_ukr_fn st_gemm_ukr_for(const st_gemm_kernel *kr, int m, int in_place,
+                                             int *rows)
+{
+    if (m < kr->mr && m <= kr->mr_tail) {
+        *rows = kr->mr_tail;
+        return in_place ? kr->ukr_rows_tail : kr->ukr_tail;
+    }
+    *rows = kr->mr;
+    return in_place ? kr->ukr_rows : kr->ukr;
+}
+
 /* Per-level kernels, defined in gemm_avx2.c and gemm_avx512.c (x86-64 only). */
 #if defined(__x86_64__) || defined(__i386__)
 #define ST_HAVE_X86_KERNELS 1
@@ -148,6 +166,10 @@ void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrd
                       float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
                            float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr4_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                       float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr4_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                            float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
                           ptrdiff_t rsb, float *c, ptrdiff_t ldc);
 void st_gemm_pack_bt_avx2(const float *B, ptrdiff_t ldb, int nb, int kb, int nr, float *dst);
@@ -157,6 +179,10 @@ void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, pt
                         float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
                              float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr4_avx512(int kc, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb,
+                         float *c, ptrdiff_t ldc, float alpha, float beta);
+void st_gemm_ukr4_rows_avx512(int kc, const float *a, ptrdiff_t sa, const float *b,
+                              ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha, float beta);
 void st_gemm_ukr_win_avx512(int kh, int kw, const float *a, ptrdiff_t lda, const float *b,
                             ptrdiff_t rsb, float *c, ptrdiff_t ldc);
 void st_gemm_dot_avx512(int m, int n, int K, float alpha, const float *A, ptrdiff_t lda,

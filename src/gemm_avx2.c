@@ -8,6 +8,8 @@
  *                     6 x 16 micro-kernels: 12 ymm accumulators, per k two 8-float loads of B
  *                     and six broadcasts of A (packed or A^T in place / rows of A in place);
  *                     a C that is added to is prefetched first.
+ *   st_gemm_ukr4_avx2, st_gemm_ukr4_rows_avx2
+ *                     the same for 4 x 16 tiles (a product's last 4 or fewer rows).
  *   st_gemm_pack_bt_avx2  packs B^T slivers through 8 x 8 register transposes (also used by the
  *                     AVX-512 level).
  *   st_gemm_dot_avx2  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3 rows
@@ -56,10 +58,10 @@
  * for before the k loop, so that a C far away in memory arrives while the loop runs instead of
  * stalling the loads after it (the MLP's first weight gradient: 1.25x; with beta == 0 it only
  * cost time). A hint: no value changes. */
-#define UKR_PREFETCH_C()                                                                          \
+#define UKR_PREFETCH_C(rows)                                                                      \
     do {                                                                                          \
         if (beta != 0.0f)                                                                         \
-            for (int i_ = 0; i_ < 6; i_++) {                                                      \
+            for (int i_ = 0; i_ < (rows); i_++) {                                                 \
                 _mm_prefetch((const char *)(c + i_ * ldc), _MM_HINT_T0);                          \
                 _mm_prefetch((const char *)(c + i_ * ldc + 15), _MM_HINT_T0);                     \
             }                                                                                     \
@@ -89,12 +91,36 @@
         UKR_STORE(5);                                                                             \
     } while (0)
 
+/* The same for a tile of 4 rows (ukr4: a product's last rows where 6 would overhang). */
+#define UKR4_STEP()                                                                               \
+    do {                                                                                          \
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                        \
+        UKR_ROW(0);                                                                               \
+        UKR_ROW(1);                                                                               \
+        UKR_ROW(2);                                                                               \
+        UKR_ROW(3);                                                                               \
+        b += rsb;                                                                                 \
+    } while (0)
+
+#define UKR4_ZERO()                                                                               \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;      \
+    __m256 c30 = c00, c31 = c00
+
+#define UKR4_STORE_ALL()                                                                          \
+    do {                                                                                          \
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);                       \
+        UKR_STORE(0);                                                                             \
+        UKR_STORE(1);                                                                             \
+        UKR_STORE(2);                                                                             \
+        UKR_STORE(3);                                                                             \
+    } while (0)
+
 /* A(i,k) at a[k*sa + i]: a packed sliver (sa = 6) or A^T read in place (sa = lda). */
 ST_TARGET_AVX2 void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
                                      ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                      float beta)
 {
-    UKR_PREFETCH_C();
+    UKR_PREFETCH_C(6);
     UKR_ZERO();
 #define A_AT(i) (a + (i))
     for (int k = 0; k < kc; k++) {
@@ -110,7 +136,7 @@ ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, 
                                           ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                           float beta)
 {
-    UKR_PREFETCH_C();
+    UKR_PREFETCH_C(6);
     UKR_ZERO();
     const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa, *a4 = a + 4 * sa;
     const float *a5 = a + 5 * sa;
@@ -119,6 +145,38 @@ ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, 
         UKR_STEP();
 #undef A_AT
     UKR_STORE_ALL();
+}
+
+/* 4 x 16 tiles: st_gemm_ukr_avx2 and st_gemm_ukr_rows_avx2 for the first 4 rows only (the same
+ * FMA chain per element, so the same values), for a product's last rows where M leaves 4 or
+ * fewer (M = 4, 16, 28, 64 ...): 8 accumulators, no rows computed for nothing. */
+ST_TARGET_AVX2 void st_gemm_ukr4_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
+                                      ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
+                                      float beta)
+{
+    UKR_PREFETCH_C(4);
+    UKR4_ZERO();
+#define A_AT(i) (a + (i))
+    for (int k = 0; k < kc; k++) {
+        UKR4_STEP();
+        a += sa;
+    }
+#undef A_AT
+    UKR4_STORE_ALL();
+}
+
+ST_TARGET_AVX2 void st_gemm_ukr4_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
+                                           ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
+                                           float beta)
+{
+    UKR_PREFETCH_C(4);
+    UKR4_ZERO();
+    const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa;
+#define A_AT(i) (a##i + k)
+    for (int k = 0; k < kc; k++)
+        UKR4_STEP();
+#undef A_AT
+    UKR4_STORE_ALL();
 }
 
 /* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
@@ -142,6 +200,9 @@ ST_TARGET_AVX2 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff
 #undef UKR_PREFETCH_C
 #undef UKR_STORE
 #undef UKR_STORE_ALL
+#undef UKR4_STEP
+#undef UKR4_ZERO
+#undef UKR4_STORE_ALL
 
 /* ---------------------------------------------------------------- packing B^T */
 

@@ -8,6 +8,8 @@
  *                       8 x 32 micro-kernels: 16 zmm accumulators, per k two 16-float loads of
  *                       B and eight broadcasts of A (packed or A^T in place / rows of A in
  *                       place). 8 rows suit Stride's M = 16, 32, 64 exactly.
+ *   st_gemm_ukr4_avx512, st_gemm_ukr4_rows_avx512
+ *                       the same for 4 x 32 tiles (a product's last 4 or fewer rows).
  *   st_gemm_dot_avx512  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3
  *                       rows of B, 12 zmm accumulators over K in steps of 16 (masked tail), then
  *                       a fixed horizontal-sum tree.
@@ -72,10 +74,10 @@ static inline simde__m512 st_emu_maskz_loadu_ps(uint16_t mask, const float *p)
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00
 
 /* With beta != 0, the tile of C asked for before the k loop (as in gemm_avx2.c). */
-#define UKR_PREFETCH_C()                                                                          \
+#define UKR_PREFETCH_C(rows)                                                                      \
     do {                                                                                          \
         if (beta != 0.0f)                                                                         \
-            for (int i_ = 0; i_ < 8; i_++) {                                                      \
+            for (int i_ = 0; i_ < (rows); i_++) {                                                 \
                 _mm_prefetch((const char *)(c + i_ * ldc), _MM_HINT_T0);                          \
                 _mm_prefetch((const char *)(c + i_ * ldc + 16), _MM_HINT_T0);                     \
                 _mm_prefetch((const char *)(c + i_ * ldc + 31), _MM_HINT_T0);                     \
@@ -108,12 +110,36 @@ static inline simde__m512 st_emu_maskz_loadu_ps(uint16_t mask, const float *p)
         UKR_STORE(7);                                                                             \
     } while (0)
 
+/* The same for a tile of 4 rows (ukr4: a product's last rows where 8 would overhang). */
+#define UKR4_STEP()                                                                               \
+    do {                                                                                          \
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                      \
+        UKR_ROW(0);                                                                               \
+        UKR_ROW(1);                                                                               \
+        UKR_ROW(2);                                                                               \
+        UKR_ROW(3);                                                                               \
+        b += rsb;                                                                                 \
+    } while (0)
+
+#define UKR4_ZERO()                                                                               \
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;      \
+    __m512 c30 = c00, c31 = c00
+
+#define UKR4_STORE_ALL()                                                                          \
+    do {                                                                                          \
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                       \
+        UKR_STORE(0);                                                                             \
+        UKR_STORE(1);                                                                             \
+        UKR_STORE(2);                                                                             \
+        UKR_STORE(3);                                                                             \
+    } while (0)
+
 /* A(i,k) at a[k*sa + i]: a packed sliver (sa = 8) or A^T read in place (sa = lda). */
 ST_TARGET_AVX512 void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, const float *b,
                                          ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                          float beta)
 {
-    UKR_PREFETCH_C();
+    UKR_PREFETCH_C(8);
     UKR_ZERO();
 #define A_AT(i) (a + (i))
     for (int k = 0; k < kc; k++) {
@@ -129,7 +155,7 @@ ST_TARGET_AVX512 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t 
                                               const float *b, ptrdiff_t rsb, float *c,
                                               ptrdiff_t ldc, float alpha, float beta)
 {
-    UKR_PREFETCH_C();
+    UKR_PREFETCH_C(8);
     UKR_ZERO();
     const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa, *a4 = a + 4 * sa;
     const float *a5 = a + 5 * sa, *a6 = a + 6 * sa, *a7 = a + 7 * sa;
@@ -138,6 +164,38 @@ ST_TARGET_AVX512 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t 
         UKR_STEP();
 #undef A_AT
     UKR_STORE_ALL();
+}
+
+/* 4 x 32 tiles: st_gemm_ukr_avx512 and st_gemm_ukr_rows_avx512 for the first 4 rows only (the
+ * same FMA chain per element, so the same values), for a product's last rows where M leaves 4
+ * or fewer (M = 4, 28, 36 ...). */
+ST_TARGET_AVX512 void st_gemm_ukr4_avx512(int kc, const float *a, ptrdiff_t sa, const float *b,
+                                          ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
+                                          float beta)
+{
+    UKR_PREFETCH_C(4);
+    UKR4_ZERO();
+#define A_AT(i) (a + (i))
+    for (int k = 0; k < kc; k++) {
+        UKR4_STEP();
+        a += sa;
+    }
+#undef A_AT
+    UKR4_STORE_ALL();
+}
+
+ST_TARGET_AVX512 void st_gemm_ukr4_rows_avx512(int kc, const float *a, ptrdiff_t sa,
+                                               const float *b, ptrdiff_t rsb, float *c,
+                                               ptrdiff_t ldc, float alpha, float beta)
+{
+    UKR_PREFETCH_C(4);
+    UKR4_ZERO();
+    const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa;
+#define A_AT(i) (a##i + k)
+    for (int k = 0; k < kc; k++)
+        UKR4_STEP();
+#undef A_AT
+    UKR4_STORE_ALL();
 }
 
 /* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
@@ -162,6 +220,9 @@ ST_TARGET_AVX512 void st_gemm_ukr_win_avx512(int kh, int kw, const float *a, ptr
 #undef UKR_PREFETCH_C
 #undef UKR_STORE
 #undef UKR_STORE_ALL
+#undef UKR4_STEP
+#undef UKR4_ZERO
+#undef UKR4_STORE_ALL
 
 /* ---------------------------------------------------------------- dot-product kernel */
 
