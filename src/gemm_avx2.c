@@ -29,8 +29,9 @@
 
 /* ---------------------------------------------------------------- 6 x 16 micro-kernels */
 
-/* One k step: B row k (16 floats), then row i of the tile += A(i,k) * B row k for i < 6.
- * A_AT(i) is the address of A(i,k) for the current k. */
+/* The kernels of R x 16 tiles (R, a constant in scope: 6, or 4 for a product's last rows), one
+ * FMA chain per element. One k step: B row k (16 floats), then row i of the tile += A(i,k) * B
+ * row k for i < R. A_AT(i) is the address of A(i,k) for the current k. */
 #define UKR_STEP()                                                                                \
     do {                                                                                          \
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                        \
@@ -45,9 +46,11 @@
 
 #define UKR_ROW(i)                                                                                \
     do {                                                                                          \
-        const __m256 a_ = _mm256_broadcast_ss(A_AT(i));                                           \
-        c##i##0 = _mm256_fmadd_ps(a_, b0, c##i##0);                                               \
-        c##i##1 = _mm256_fmadd_ps(a_, b1, c##i##1);                                               \
+        if ((i) < R) {                                                                            \
+            const __m256 a_ = _mm256_broadcast_ss(A_AT(i));                                       \
+            c##i##0 = _mm256_fmadd_ps(a_, b0, c##i##0);                                           \
+            c##i##1 = _mm256_fmadd_ps(a_, b1, c##i##1);                                           \
+        }                                                                                         \
     } while (0)
 
 #define UKR_ZERO()                                                                                \
@@ -58,10 +61,10 @@
  * for before the k loop, so that a C far away in memory arrives while the loop runs instead of
  * stalling the loads after it (the MLP's first weight gradient: 1.25x; with beta == 0 it only
  * cost time). A hint: no value changes. */
-#define UKR_PREFETCH_C(rows)                                                                      \
+#define UKR_PREFETCH_C()                                                                          \
     do {                                                                                          \
         if (beta != 0.0f)                                                                         \
-            for (int i_ = 0; i_ < (rows); i_++) {                                                 \
+            for (int i_ = 0; i_ < R; i_++) {                                                      \
                 _mm_prefetch((const char *)(c + i_ * ldc), _MM_HINT_T0);                          \
                 _mm_prefetch((const char *)(c + i_ * ldc + 15), _MM_HINT_T0);                     \
             }                                                                                     \
@@ -70,14 +73,16 @@
 /* c = alpha * acc (beta == 0, c not read) or fma(beta, c, alpha * acc). */
 #define UKR_STORE(i)                                                                              \
     do {                                                                                          \
-        float *ci = c + (i) * ldc;                                                                \
-        __m256 t0 = _mm256_mul_ps(va, c##i##0), t1 = _mm256_mul_ps(va, c##i##1);                  \
-        if (beta != 0.0f) {                                                                       \
-            t0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), t0);                                    \
-            t1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), t1);                                \
+        if ((i) < R) {                                                                            \
+            float *ci = c + (i) * ldc;                                                            \
+            __m256 t0 = _mm256_mul_ps(va, c##i##0), t1 = _mm256_mul_ps(va, c##i##1);              \
+            if (beta != 0.0f) {                                                                   \
+                t0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), t0);                                \
+                t1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), t1);                            \
+            }                                                                                     \
+            _mm256_storeu_ps(ci, t0);                                                             \
+            _mm256_storeu_ps(ci + 8, t1);                                                         \
         }                                                                                         \
-        _mm256_storeu_ps(ci, t0);                                                                 \
-        _mm256_storeu_ps(ci + 8, t1);                                                             \
     } while (0)
 
 #define UKR_STORE_ALL()                                                                           \
@@ -91,98 +96,75 @@
         UKR_STORE(5);                                                                             \
     } while (0)
 
-/* The same for a tile of 4 rows (ukr4: a product's last rows where 6 would overhang). */
-#define UKR4_STEP()                                                                               \
-    do {                                                                                          \
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                        \
-        UKR_ROW(0);                                                                               \
-        UKR_ROW(1);                                                                               \
-        UKR_ROW(2);                                                                               \
-        UKR_ROW(3);                                                                               \
-        b += rsb;                                                                                 \
-    } while (0)
-
-#define UKR4_ZERO()                                                                               \
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;      \
-    __m256 c30 = c00, c31 = c00
-
-#define UKR4_STORE_ALL()                                                                          \
-    do {                                                                                          \
-        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);                       \
-        UKR_STORE(0);                                                                             \
-        UKR_STORE(1);                                                                             \
-        UKR_STORE(2);                                                                             \
-        UKR_STORE(3);                                                                             \
-    } while (0)
-
 /* A(i,k) at a[k*sa + i]: a packed sliver (sa = 6) or A^T read in place (sa = lda). */
+#define UKR_PACKED_BODY()                                                                         \
+    do {                                                                                          \
+        UKR_PREFETCH_C();                                                                         \
+        UKR_ZERO();                                                                               \
+        for (int k = 0; k < kc; k++, a += sa) {                                                   \
+            UKR_STEP();                                                                           \
+        }                                                                                         \
+        UKR_STORE_ALL();                                                                          \
+    } while (0)
+
+/* A(i,k) at a[i*sa + k]: rows of A read in place (sa = lda). */
+#define UKR_ROWS_BODY()                                                                           \
+    do {                                                                                          \
+        UKR_PREFETCH_C();                                                                         \
+        UKR_ZERO();                                                                               \
+        for (int k = 0; k < kc; k++) {                                                            \
+            UKR_STEP();                                                                           \
+        }                                                                                         \
+        UKR_STORE_ALL();                                                                          \
+    } while (0)
+
 ST_TARGET_AVX2 void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
                                      ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                      float beta)
 {
-    UKR_PREFETCH_C(6);
-    UKR_ZERO();
+    enum { R = 6 };
 #define A_AT(i) (a + (i))
-    for (int k = 0; k < kc; k++) {
-        UKR_STEP();
-        a += sa;
-    }
+    UKR_PACKED_BODY();
 #undef A_AT
-    UKR_STORE_ALL();
 }
 
-/* A(i,k) at a[i*sa + k]: rows of A read in place (sa = lda). */
 ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
                                           ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                           float beta)
 {
-    UKR_PREFETCH_C(6);
-    UKR_ZERO();
-    const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa, *a4 = a + 4 * sa;
-    const float *a5 = a + 5 * sa;
-#define A_AT(i) (a##i + k)
-    for (int k = 0; k < kc; k++)
-        UKR_STEP();
+    enum { R = 6 };
+#define A_AT(i) (a + (i) * sa + k)
+    UKR_ROWS_BODY();
 #undef A_AT
-    UKR_STORE_ALL();
 }
 
-/* 4 x 16 tiles: st_gemm_ukr_avx2 and st_gemm_ukr_rows_avx2 for the first 4 rows only (the same
- * FMA chain per element, so the same values), for a product's last rows where M leaves 4 or
- * fewer (M = 4, 16, 28, 64 ...): 8 accumulators, no rows computed for nothing. */
+/* 4 x 16 tiles (the same values as the first 4 rows of a 6 x 16 tile), for a product's last rows
+ * where M leaves 4 or fewer (M = 4, 16, 28, 64 ...): none computed for nothing. */
 ST_TARGET_AVX2 void st_gemm_ukr4_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
                                       ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                       float beta)
 {
-    UKR_PREFETCH_C(4);
-    UKR4_ZERO();
+    enum { R = 4 };
 #define A_AT(i) (a + (i))
-    for (int k = 0; k < kc; k++) {
-        UKR4_STEP();
-        a += sa;
-    }
+    UKR_PACKED_BODY();
 #undef A_AT
-    UKR4_STORE_ALL();
 }
 
 ST_TARGET_AVX2 void st_gemm_ukr4_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
                                            ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
                                            float beta)
 {
-    UKR_PREFETCH_C(4);
-    UKR4_ZERO();
-    const float *a0 = a, *a1 = a + sa, *a2 = a + 2 * sa, *a3 = a + 3 * sa;
-#define A_AT(i) (a##i + k)
-    for (int k = 0; k < kc; k++)
-        UKR4_STEP();
+    enum { R = 4 };
+#define A_AT(i) (a + (i) * sa + k)
+    UKR_ROWS_BODY();
 #undef A_AT
-    UKR4_STORE_ALL();
 }
 
 /* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
 ST_TARGET_AVX2 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff_t lda,
                                          const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc)
 {
+    enum { R = 6 };
     const float alpha = 1.0f, beta = 0.0f;
     UKR_ZERO();
     for (int r = 0; r < kh; r++, a += lda)
@@ -200,9 +182,8 @@ ST_TARGET_AVX2 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff
 #undef UKR_PREFETCH_C
 #undef UKR_STORE
 #undef UKR_STORE_ALL
-#undef UKR4_STEP
-#undef UKR4_ZERO
-#undef UKR4_STORE_ALL
+#undef UKR_PACKED_BODY
+#undef UKR_ROWS_BODY
 
 /* ---------------------------------------------------------------- packing B^T */
 
