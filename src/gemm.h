@@ -28,8 +28,9 @@
  * over each K block. Operands are read in place where their layout allows it (rows of A through MR
  * row pointers; rows of B, which hold NR contiguous columns per k, when M is small) and packed
  * into contiguous slivers otherwise (A^T when many B slivers reuse it, B when M is large, B^T
- * always, and zero-padded partial slivers at the edges). Edge tiles go through a local tile, so
- * every element sees the same instruction sequence wherever it lies. When both operands are
+ * always, and zero-padded partial slivers at the edges). A last sliver of 4 rows or fewer goes
+ * through a 4-row kernel (AVX2, AVX-512), other edge tiles through a local tile, so every element
+ * sees the same instruction sequence wherever it lies. When both operands are
  * contiguous along K (transa == 0, transb != 0), K >= 128 and M or N <= 32, a dot-product kernel
  * with no packing at all is used instead.
  */
@@ -132,10 +133,10 @@ typedef struct st_gemm_kernel {
     int mc;             /* M block, a multiple of mr, <= ST_GEMM_MC_MAX */
     int dot_mb, dot_nb; /* dot kernel's register block (for splitting work between threads) */
     st_gemm_ukr_fn ukr, ukr_rows;
-    int mr_tail;                      /* rows of the tail kernels (0: none) */
-    st_gemm_ukr_fn ukr_tail, ukr_rows_tail; /* ukr, ukr_rows for mr_tail x nr tiles, the same
-                                               values: a product's last rows where M % mr is at
-                                               most mr_tail (fewer rows computed for nothing) */
+    /* ukr and ukr_rows for tiles of mr_tail x nr (the same values as their first mr_tail rows
+     * by ukr, ukr_rows): a product's last rows where M % mr <= mr_tail (0: the level has none) */
+    int mr_tail;
+    st_gemm_ukr_fn ukr_tail, ukr_rows_tail;
     st_gemm_ukr_win_fn ukr_win;
     int fused;          /* epilogue fma(beta, c, t) (else beta * c + t, unfused) */
     st_gemm_dot_fn dot;         /* NULL: the level has no dot kernel */
