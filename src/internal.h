@@ -107,6 +107,12 @@ static inline void st_add_lanes8(double *restrict acc, const float *restrict x, 
  * callers can write `return st_seterr(err, "...", ...);`. */
 int st_seterr(st_error *err, const char *fmt, ...) ST_PRINTF(2, 3);
 
+/* The large buffers of models, optimisers and workspaces (memory.c): n * size zero bytes, as
+ * calloc's, on huge pages where the system offers them; NULL if out of memory. Released only by
+ * st_buffer_free (NULL: nothing). */
+void *st_buffer_alloc(size_t n, size_t size);
+void st_buffer_free(void *p);
+
 /* xoshiro256** step (the same as st_rng_next), inlined for the kernels' inner loops. */
 static inline uint64_t st_rng_next_inline(st_rng *rng)
 {

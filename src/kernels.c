@@ -53,7 +53,7 @@ int st_kernels_init(st_model *m, st_error *err)
         }
     m->ws_threads = nt;
     if (need) {
-        m->ws = malloc(need * sizeof(float));
+        m->ws = st_buffer_alloc(need, sizeof(float));
         if (!m->ws)
             return st_seterr(err, "out of memory: %zu MB of convolution workspace",
                              need * sizeof(float) >> 20);
@@ -80,7 +80,7 @@ int st_kernels_init(st_model *m, st_error *err)
 
 void st_kernels_free(st_model *m)
 {
-    free(m->ws);
+    st_buffer_free(m->ws);
     m->ws = NULL;
     for (int i = 0; i < m->nlayers; i++) {
         free(m->layers[i].wcache);

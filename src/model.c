@@ -86,7 +86,7 @@ static void *xcalloc(size_t n, size_t size, size_t *total)
     if (n == 0)
         n = 1;
     *total += n * size;
-    return calloc(n, size);
+    return st_buffer_alloc(n, size);
 }
 
 static void describe(st_layer *l)
@@ -448,25 +448,25 @@ void st_model_free(st_model *m)
     for (int i = 0; m->layers && i < m->nlayers; i++) {
         st_layer *l = &m->layers[i];
         if (!l->shares_out)
-            free(l->out);
-        free(l->save_mean);
-        free(l->save_invstd);
-        free(l->argmax);
-        free(l->xmax);
-        free(l->mask);
-        free(l->conv_stats);
-        free(l->bn_affine);
-        free(l->dx_coef);
+            st_buffer_free(l->out);
+        st_buffer_free(l->save_mean);
+        st_buffer_free(l->save_invstd);
+        st_buffer_free(l->argmax);
+        st_buffer_free(l->xmax);
+        st_buffer_free(l->mask);
+        st_buffer_free(l->conv_stats);
+        st_buffer_free(l->bn_affine);
+        st_buffer_free(l->dx_coef);
     }
     st_kernels_free(m);
     free(m->layers);
-    free(m->params);
-    free(m->grads);
-    free(m->buffers);
-    free(m->tensors);
-    free(m->dbuf[0]);
-    free(m->dbuf[1]);
-    free(m->labels);
+    st_buffer_free(m->params);
+    st_buffer_free(m->grads);
+    st_buffer_free(m->buffers);
+    st_buffer_free(m->tensors);
+    st_buffer_free(m->dbuf[0]);
+    st_buffer_free(m->dbuf[1]);
+    st_buffer_free(m->labels);
     free(m);
 }
 

@@ -49,8 +49,8 @@ st_optim *st_optim_create(st_model *m, const st_optim_config *cfg, st_error *err
     st_optim *o = calloc(1, sizeof *o);
     size_t n = m->num_params;
     if (o) {
-        o->m1 = calloc(n, sizeof(float));
-        o->m2 = cfg->kind == ST_OPTIM_ADAM ? calloc(n, sizeof(float)) : NULL;
+        o->m1 = st_buffer_alloc(n, sizeof(float));
+        o->m2 = cfg->kind == ST_OPTIM_ADAM ? st_buffer_alloc(n, sizeof(float)) : NULL;
     }
     if (!o || !o->m1 || (cfg->kind == ST_OPTIM_ADAM && !o->m2)) {
         st_optim_free(o);
@@ -66,8 +66,8 @@ void st_optim_free(st_optim *o)
 {
     if (!o)
         return;
-    free(o->m1);
-    free(o->m2);
+    st_buffer_free(o->m1);
+    st_buffer_free(o->m2);
     free(o);
 }
 
