@@ -71,14 +71,8 @@ static void test_interleaved(void)
         if (p[i])
             memset(p[i], i + 1, n[i]);
     }
-    for (int i = K - 1; i >= 0; i -= 2) {
-        int ok = 1;
-        for (size_t j = 0; p[i] && j < n[i]; j++)
-            ok &= p[i][j] == (unsigned char)(i + 1);
-        CHECKF(ok, "buffer %d", i);
-        st_buffer_free(p[i]);
-    }
-    for (int i = K - 2; i >= 0; i -= 2) {
+    for (int k = 0; k < K; k++) { /* the odd ones last to first, then the even ones */
+        int i = k < K / 2 ? K - 1 - 2 * k : K - 2 - 2 * (k - K / 2);
         int ok = 1;
         for (size_t j = 0; p[i] && j < n[i]; j++)
             ok &= p[i][j] == (unsigned char)(i + 1);
