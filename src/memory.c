@@ -12,7 +12,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#if defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__has_feature) /* (clang's way of saying AddressSanitizer is on) */
+#if __has_feature(address_sanitizer)
+#define ST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) /* (GCC's) */
+#define ST_ASAN 1
+#endif
+
+#if defined(__linux__) && !defined(ST_ASAN)
 #include <sys/mman.h>
 #include <unistd.h>
 #if defined(MADV_HUGEPAGE)
@@ -37,7 +46,8 @@ void *st_buffer_alloc(size_t n, size_t size)
     size_t bytes = n * size;
 #if defined(ST_HUGE_PAGES)
     if (bytes >= HUGE_PAGE) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE), len = bytes + HUGE_PAGE + page;
+        long ps = sysconf(_SC_PAGESIZE);
+        size_t page = ps > 0 ? (size_t)ps : 4096, len = bytes + HUGE_PAGE + page;
         char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (base != MAP_FAILED) {
             /* at least a page before the buffer for its head */
