@@ -334,19 +334,15 @@ static void pack_b(const gemm_plan *p, int j0, int nb, int k0, int kb, float *ds
 
 /* ---------------------------------------------------------------- single-threaded core */
 
-/* One tile of C through a micro-kernel of `rows` x nr tiles. A partial tile is computed whole
- * into a local tile with beta = 0 (tile = alpha * acc, C not read) and its m x n part combined
- * with C here exactly as the micro-kernel's epilogue would: fma(beta, c, t) (or beta * c + t for
- * the portable kernel; for beta == 1 both are c + t). So edge elements round exactly like
- * interior ones. */
-static void run_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int rows, int kc,
-                     const float *a, ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c,
-                     ptrdiff_t ldc, int m, int n, float alpha, float beta)
+/* A partial tile of C (m x n, less than the micro-kernel's tile): computed whole into a local
+ * tile with beta = 0 (tile = alpha * acc, C not read) and its m x n part combined with C here
+ * exactly as the micro-kernel's epilogue would: fma(beta, c, t) (or beta * c + t for the
+ * portable kernel; for beta == 1 both are c + t). So edge elements round exactly like interior
+ * ones, which the micro-kernel writes in place. */
+static void run_partial_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const float *a,
+                             ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
+                             int m, int n, float alpha, float beta)
 {
-    if (m == rows && n == kr->nr) {
-        ukr(kc, a, sa, b, rsb, c, ldc, alpha, beta);
-        return;
-    }
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     const int nr = kr->nr;
     ukr(kc, a, sa, b, rsb, tile, nr, alpha, 0.0f);
@@ -420,11 +416,11 @@ static void blocked_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
                         }
                         st_gemm_ukr_fn ukr = st_gemm_ukr_for(kr, m, in_place, &rows);
                         float *c = p->C + (ptrdiff_t)(ic + ir) * p->ldc + jc + jr;
-                        if (m == rows && n == nr) /* (the common case without a call between) */
+                        if (m == rows && n == nr)
                             ukr(kb, a, sa, b, rsb, c, p->ldc, p->alpha, beta);
                         else
-                            run_tile(kr, ukr, rows, kb, a, sa, b, rsb, c, p->ldc, m, n, p->alpha,
-                                     beta);
+                            run_partial_tile(kr, ukr, kb, a, sa, b, rsb, c, p->ldc, m, n,
+                                             p->alpha, beta);
                     }
                 }
             }

@@ -107,6 +107,15 @@ static inline void st_add_lanes8(double *restrict acc, const float *restrict x, 
  * callers can write `return st_seterr(err, "...", ...);`. */
 int st_seterr(st_error *err, const char *fmt, ...) ST_PRINTF(2, 3);
 
+/* Defined in builds with AddressSanitizer, GCC's or clang's (the fuzz targets'). */
+#if defined(__SANITIZE_ADDRESS__)
+#define ST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ST_ASAN 1
+#endif
+#endif
+
 /* The large buffers of models, optimisers and workspaces (memory.c): n * size zero bytes, as
  * calloc's, on huge pages where the system offers them; NULL if out of memory. Released only by
  * st_buffer_free (NULL: nothing). */

@@ -12,15 +12,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#if defined(__has_feature) /* (clang's way of saying AddressSanitizer is on) */
-#if __has_feature(address_sanitizer)
-#define ST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) /* (GCC's) */
-#define ST_ASAN 1
-#endif
-
 #if defined(__linux__) && !defined(ST_ASAN)
 #include <sys/mman.h>
 #include <unistd.h>
