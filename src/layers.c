@@ -3,6 +3,7 @@
  * gradients). Sums that PyTorch accumulates in double on the CPU (batch-norm statistics, the loss)
  * are accumulated in double here too. */
 #include "layers.h"
+#include "gemm.h"
 #include "internal.h"
 
 #include <math.h>
@@ -271,49 +272,111 @@ float cross_entropy_ref(float *dlogits, const float *logits, const uint8_t *labe
     return (float)(total / N);
 }
 
-/* The element-wise update, with restrict pointers so that it vectorises, compiled for AVX2 and
- * for the baseline and chosen at run time (vector sqrt and division round exactly as scalar ones:
- * the results are the same). */
-ST_VEC_CLONES static void
-adam_elements(float *restrict param, const float *restrict grad, float *restrict m,
-              float *restrict v, size_t n, float step_size, float bc2_sqrt, float b1, float b2,
-              float one_b1, float one_b2, float feps)
+/* The element-wise updates of torch.optim.Adam and SGD (their single-tensor path, PyTorch's
+ * default on the CPU) as ATen's vectorised CPU kernels compute them, operation for operation:
+ *   Adam: exp_avg.mul_(b1).add_(grad, alpha=1-b1); exp_avg_sq.mul_(b2).addcmul_(grad, grad,
+ *         value=1-b2); denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps);
+ *         param.addcdiv_(exp_avg, denom, value=-step_size), i.e. param + (value * m) / denom
+ *   SGD:  buf.mul_(momentum).add_(grad) (alpha 1: the same fused or not); param.add_(d, alpha=-lr)
+ * ATen's add_ with alpha and addcmul_ are fused multiply-adds (vec::fmadd) at its AVX2 and
+ * AVX-512 levels and plain multiplies and adds at its default level; so are they here at
+ * Stride's AVX2 level and up (fused) and at the portable level (not). On an x86 CPU each level
+ * then matches PyTorch 1.13 at the same level to the bit (tests/gen_ref.py records which kind
+ * made the reference; test_layers.c compares bit for bit where the kinds agree). The bias
+ * corrections are computed in double, the element-wise updates in float. */
+static inline __attribute__((always_inline)) void
+adam_body(float *restrict param, const float *restrict grad, float *restrict m,
+          float *restrict v, size_t n, float step_size, float bc2_sqrt, float b1, float b2,
+          float one_b1, float one_b2, float feps, int fused)
 {
     for (size_t i = 0; i < n; i++) {
-        float g = grad[i];
-        m[i] = m[i] * b1 + g * one_b1;
-        v[i] = v[i] * b2 + one_b2 * g * g;
-        float denom = sqrtf(v[i]) / bc2_sqrt + feps;
-        param[i] += -step_size * (m[i] / denom);
+        float g = grad[i], mb = m[i] * b1, vb = v[i] * b2, cg = one_b2 * g;
+        float mi = fused ? fmaf(g, one_b1, mb) : mb + g * one_b1;
+        float vi = fused ? fmaf(cg, g, vb) : vb + cg * g;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) / bc2_sqrt + feps;
+        param[i] = param[i] + (-step_size * mi) / denom;
     }
+}
+
+static inline __attribute__((always_inline)) void
+sgd_body(float *restrict param, const float *restrict grad, float *restrict buf, size_t n,
+         float flr, float mom, int momentum, int first, int fused)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = grad[i];
+        if (momentum) {
+            buf[i] = first ? d : buf[i] * mom + d;
+            d = buf[i];
+        }
+        param[i] = fused ? fmaf(d, -flr, param[i]) : param[i] + -flr * d;
+    }
+}
+
+#if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
+#define ST_FMA_LEVEL 1
+__attribute__((target("avx2,fma"))) static void
+adam_fused(float *restrict param, const float *restrict grad, float *restrict m,
+           float *restrict v, size_t n, float step_size, float bc2_sqrt, float b1, float b2,
+           float one_b1, float one_b2, float feps)
+{
+    adam_body(param, grad, m, v, n, step_size, bc2_sqrt, b1, b2, one_b1, one_b2, feps, 1);
+}
+
+__attribute__((target("avx2,fma"))) static void
+sgd_fused(float *restrict param, const float *restrict grad, float *restrict buf, size_t n,
+          float flr, float mom, int momentum, int first)
+{
+    sgd_body(param, grad, buf, n, flr, mom, momentum, first, 1);
+}
+#endif
+
+/* Whether this CPU's kernels fuse the optimisers' multiply-adds (as PyTorch's would on it). */
+static int optim_fused(void)
+{
+#if defined(ST_FMA_LEVEL)
+    return st_cpu_level() >= ST_CPU_AVX2;
+#else
+    return 0;
+#endif
 }
 
 void adam_update_ref(float *param, const float *grad, float *m, float *v, size_t n, double lr,
                      double beta1, double beta2, double eps, int64_t step)
 {
-    /* torch.optim.Adam (single-tensor path): the bias corrections are computed in double, the
-     * element-wise updates in float. */
     double bc1 = 1.0 - pow(beta1, (double)step);
     double bc2 = 1.0 - pow(beta2, (double)step);
     float step_size = (float)(lr / bc1);
     float bc2_sqrt = (float)sqrt(bc2);
     float b1 = (float)beta1, b2 = (float)beta2;
     float one_b1 = (float)(1.0 - beta1), one_b2 = (float)(1.0 - beta2), feps = (float)eps;
-    adam_elements(param, grad, m, v, n, step_size, bc2_sqrt, b1, b2, one_b1, one_b2, feps);
+#if defined(ST_FMA_LEVEL)
+    if (optim_fused()) {
+        adam_fused(param, grad, m, v, n, step_size, bc2_sqrt, b1, b2, one_b1, one_b2, feps);
+        return;
+    }
+#endif
+    adam_body(param, grad, m, v, n, step_size, bc2_sqrt, b1, b2, one_b1, one_b2, feps, 0);
 }
 
 void sgd_update_ref(float *param, const float *grad, float *buf, size_t n, double lr,
                     double momentum, int64_t step)
 {
     float flr = (float)lr, mom = (float)momentum;
-    for (size_t i = 0; i < n; i++) {
-        float d = grad[i];
-        if (momentum != 0.0) {
-            buf[i] = step == 1 ? d : buf[i] * mom + d;
-            d = buf[i];
-        }
-        param[i] += -flr * d;
+    int has_momentum = momentum != 0.0, first = step == 1;
+#if defined(ST_FMA_LEVEL)
+    if (optim_fused()) {
+        sgd_fused(param, grad, buf, n, flr, mom, has_momentum, first);
+        return;
     }
+#endif
+    sgd_body(param, grad, buf, n, flr, mom, has_momentum, first, 0);
+}
+
+int st_optim_fused(void)
+{
+    return optim_fused();
 }
 
 void init_uniform(float *x, size_t n, float bound, st_rng *rng)

@@ -78,6 +78,9 @@ void adam_update_ref(float *param, const float *grad, float *m, float *v, size_t
                      double beta1, double beta2, double eps, int64_t step);
 void sgd_update_ref(float *param, const float *grad, float *buf, size_t n, double lr,
                     double momentum, int64_t step);
+/* 1 if those updates fuse their multiply-adds on this CPU (its kernel level: AVX2 and up on x86),
+ * as PyTorch's CPU kernels do at the same level; 0 if not. */
+int st_optim_fused(void);
 
 /* PyTorch's default initialisation of Conv2d and Linear: weight and bias uniform in
  * [-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming-uniform with a = sqrt(5) gives exactly this bound). */

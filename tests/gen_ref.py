@@ -352,7 +352,24 @@ def gen_optim():
             w.add("%d/v" % i, st["exp_avg_sq"])
         elif b1 != 0:
             w.add("%d/buf" % i, st["momentum_buffer"])
+    w.add("fused", [optim_fused()], DT_I64)
     w.close()
+
+
+def optim_fused():
+    """1 if this PyTorch's CPU kernels fuse the optimisers' multiply-adds (add_ with alpha: ATen's
+    vec::fmadd at its AVX2 and AVX-512 levels), 0 if not (its default level), -1 if neither
+    explains them. Probed on fixed values; numpy's generator, not torch's."""
+    r = np.random.default_rng(5)
+    a = r.standard_normal(4099).astype(np.float32)
+    b = r.standard_normal(4099).astype(np.float32)
+    got = torch.from_numpy(a.copy()).add_(torch.from_numpy(b), alpha=0.1).numpy()
+    alpha = np.float32(0.1)
+    fused = (a.astype(np.float64) + b.astype(np.float64) * np.float64(alpha)).astype(np.float32)
+    plain = a + b * alpha
+    if np.array_equal(got, fused) and not np.array_equal(got, plain):
+        return 1
+    return 0 if np.array_equal(got, plain) else -1
 
 
 # ----------------------------------------------------------------------------- models

@@ -205,6 +205,7 @@ REF_ACCESSOR(ref_f32, float, REF_F32, 0)
 REF_ACCESSOR(ref_f32_opt, float, REF_F32, 1)
 REF_ACCESSOR(ref_f64, double, REF_F64, 0)
 REF_ACCESSOR(ref_i64, int64_t, REF_I64, 0)
+REF_ACCESSOR(ref_i64_opt, int64_t, REF_I64, 1)
 REF_ACCESSOR(ref_i32, int32_t, REF_I32, 0)
 REF_ACCESSOR(ref_u8, uint8_t, REF_U8, 0)
 
