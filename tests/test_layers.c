@@ -397,8 +397,11 @@ static void test_optim_kernels(void)
      * level does (or neither did), the updates must match to the bit; else within rounding. */
     const int64_t *fused_ref = ref_i64_opt(&rf, "fused");
     int exact = fused_ref && fused_ref[0] == st_optim_fused();
-    printf("  optimisers: reference %s, Stride %s: %s\n",
-           !fused_ref ? "unknown" : fused_ref[0] == 1 ? "fused" : fused_ref[0] == 0 ? "unfused" : "neither",
+    const char *made = !fused_ref          ? "unknown"
+                       : fused_ref[0] == 1 ? "fused"
+                       : fused_ref[0] == 0 ? "unfused"
+                                           : "neither";
+    printf("  optimisers: reference %s, Stride %s: %s\n", made,
            st_optim_fused() ? "fused" : "unfused", exact ? "bit for bit" : "within rounding");
     for (int c = 0; c < nc; c++) {
         const int64_t *g = ref_i64(&rf, "%d/cfg", c);
