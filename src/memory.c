@@ -4,8 +4,12 @@
  * and with 4 KiB pages the address translations of those streams miss the TLB: on Linux, a
  * buffer of 2 MiB or more is therefore mapped on its own, starting on a 2 MiB boundary, and each
  * whole 2 MiB of it is offered to transparent huge pages (madvise MADV_HUGEPAGE, a hint the
- * kernel may decline; the partial last stretch keeps small pages, so no memory is backed beyond
- * what the buffer uses). Like calloc's, the pages are zero and stay unbacked until first written.
+ * kernel may decline; the partial last stretch keeps small pages, so nothing past the buffer is
+ * backed). Like calloc's, the pages are zero and stay unbacked until first written, but a huge
+ * page is backed whole at its first write: parts of a buffer that are never written cost memory
+ * if they share a 2 MiB stretch with parts that are (the conv workspace, sized for im2col, and
+ * the gradient buffers, sized for the reference kernels too: about 2.4 MB of the CNN's training
+ * peak).
  * Builds with AddressSanitizer keep calloc, whose bounds it checks. */
 #include "internal.h"
 
