@@ -1076,22 +1076,17 @@ static void small_gemm(int ta, int M, int N, int K, const float *A, int lda, con
         st_sgemm_st(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     for (int i = 0; i < M; i += mr) {
         const float *a = ta ? A + i : A + (size_t)i * lda;
         int rows; /* (the last rows by the level's tail kernel where it has one that fits) */
         st_gemm_ukr_fn ukr = st_gemm_ukr_for(kr, M - i < mr ? M - i : mr, !ta, &rows);
         for (int j = 0; j < N; j += nr) {
-            if (i + rows <= M) {
-                ukr(K, a, lda, B + j, ldb, C + (size_t)i * ldc + j, ldc, 1.0f, beta);
-                continue;
-            }
-            ukr(K, a, lda, B + j, ldb, tile, nr, 1.0f, 0.0f);
-            for (int r = 0; i + r < M; r++) {
-                float *c = C + (size_t)(i + r) * ldc + j;
-                for (int q = 0; q < nr; q++)
-                    c[q] = beta != 0.0f ? c[q] + tile[r * nr + q] : tile[r * nr + q];
-            }
+            float *c = C + (size_t)i * ldc + j;
+            if (i + rows <= M)
+                ukr(K, a, lda, B + j, ldb, c, ldc, 1.0f, beta);
+            else
+                st_gemm_partial_tile(kr, ukr, K, a, lda, B + j, ldb, c, ldc, M - i, nr, 1.0f,
+                                     beta);
         }
     }
 }

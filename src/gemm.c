@@ -334,14 +334,13 @@ static void pack_b(const gemm_plan *p, int j0, int nb, int k0, int kb, float *ds
 
 /* ---------------------------------------------------------------- single-threaded core */
 
-/* A partial tile of C (m x n, less than the micro-kernel's tile): computed whole into a local
- * tile with beta = 0 (tile = alpha * acc, C not read) and its m x n part combined with C here
- * exactly as the micro-kernel's epilogue would: fma(beta, c, t) (or beta * c + t for the
- * portable kernel; for beta == 1 both are c + t). So edge elements round exactly like interior
- * ones, which the micro-kernel writes in place. */
-static void run_partial_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const float *a,
-                             ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
-                             int m, int n, float alpha, float beta)
+/* See gemm.h. Computed whole into a local tile with beta = 0 (tile = alpha * acc, C not read),
+ * its m x n part then combined with C exactly as the micro-kernel's epilogue would:
+ * fma(beta, c, t) (or beta * c + t for the portable kernel; for beta == 1 both are c + t). So
+ * edge elements round exactly like interior ones, which the micro-kernel writes in place. */
+void st_gemm_partial_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const float *a,
+                          ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
+                          int m, int n, float alpha, float beta)
 {
     _Alignas(64) float tile[ST_GEMM_MR_MAX * ST_GEMM_NR_MAX];
     const int nr = kr->nr;
@@ -419,8 +418,8 @@ static void blocked_range(const gemm_plan *p, int i0, int i1, int j0, int j1)
                         if (m == rows && n == nr)
                             ukr(kb, a, sa, b, rsb, c, p->ldc, p->alpha, beta);
                         else
-                            run_partial_tile(kr, ukr, kb, a, sa, b, rsb, c, p->ldc, m, n,
-                                             p->alpha, beta);
+                            st_gemm_partial_tile(kr, ukr, kb, a, sa, b, rsb, c, p->ldc, m, n,
+                                                 p->alpha, beta);
                     }
                 }
             }

@@ -160,6 +160,13 @@ static inline st_gemm_ukr_fn st_gemm_ukr_for(const st_gemm_kernel *kr, int m, in
     return in_place ? kr->ukr_rows : kr->ukr;
 }
 
+/* A partial tile of C (m x n with m <= the rows ukr computes, n <= nr, one of them less): the
+ * values ukr would give them in a whole tile, and combined with C as its epilogue would, without
+ * writing outside the m x n part (A and B are read for the whole tile). */
+void st_gemm_partial_tile(const st_gemm_kernel *kr, st_gemm_ukr_fn ukr, int kc, const float *a,
+                          ptrdiff_t sa, const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
+                          int m, int n, float alpha, float beta);
+
 /* Per-level kernels, defined in gemm_avx2.c and gemm_avx512.c (x86-64 only). */
 #if defined(__x86_64__) || defined(__i386__)
 #define ST_HAVE_X86_KERNELS 1

@@ -10,6 +10,8 @@
  *                     a C that is added to is prefetched first.
  *   st_gemm_ukr4_avx2, st_gemm_ukr4_rows_avx2
  *                     the same for 4 x 16 tiles (a product's last 4 or fewer rows).
+ *                     (These and st_gemm_ukr_win_avx2 are built by gemm_ukr.h from this
+ *                     file's register macros, as gemm_avx512.c's are from its own.)
  *   st_gemm_pack_bt_avx2  packs B^T slivers through 8 x 8 register transposes (also used by the
  *                     AVX-512 level).
  *   st_gemm_dot_avx2  A * B^T with rows of both contiguous along K: blocks of 4 rows of A x 3 rows
@@ -31,23 +33,24 @@
 
 /* The kernels of R x 16 tiles (R, a constant in scope: 6, or 4 for a product's last rows), one
  * FMA chain per element. One k step: B row k (16 floats), then row i of the tile += A(i,k) * B
- * row k for i < R. A_AT(i) is the address of A(i,k) for the current k. */
-#define UKR_STEP()                                                                                \
+ * row k for i < R. AT(i) is the address of A(i,k) for the current k (gemm_ukr.h, which
+ * builds the kernels from these). */
+#define UKR_STEP(AT)                                                                              \
     do {                                                                                          \
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                        \
-        UKR_ROW(0);                                                                               \
-        UKR_ROW(1);                                                                               \
-        UKR_ROW(2);                                                                               \
-        UKR_ROW(3);                                                                               \
-        UKR_ROW(4);                                                                               \
-        UKR_ROW(5);                                                                               \
+        UKR_ROW(0, AT);                                                                           \
+        UKR_ROW(1, AT);                                                                           \
+        UKR_ROW(2, AT);                                                                           \
+        UKR_ROW(3, AT);                                                                           \
+        UKR_ROW(4, AT);                                                                           \
+        UKR_ROW(5, AT);                                                                           \
         b += rsb;                                                                                 \
     } while (0)
 
-#define UKR_ROW(i)                                                                                \
+#define UKR_ROW(i, AT)                                                                            \
     do {                                                                                          \
         if ((i) < R) {                                                                            \
-            const __m256 a_ = _mm256_broadcast_ss(A_AT(i));                                       \
+            const __m256 a_ = _mm256_broadcast_ss(AT(i));                                         \
             c##i##0 = _mm256_fmadd_ps(a_, b0, c##i##0);                                           \
             c##i##1 = _mm256_fmadd_ps(a_, b1, c##i##1);                                           \
         }                                                                                         \
@@ -96,94 +99,10 @@
         UKR_STORE(5);                                                                             \
     } while (0)
 
-/* A(i,k) at a[k*sa + i]: a packed sliver (sa = 6) or A^T read in place (sa = lda). */
-#define UKR_PACKED_BODY()                                                                         \
-    do {                                                                                          \
-        UKR_PREFETCH_C();                                                                         \
-        UKR_ZERO();                                                                               \
-        for (int k = 0; k < kc; k++, a += sa) {                                                   \
-            UKR_STEP();                                                                           \
-        }                                                                                         \
-        UKR_STORE_ALL();                                                                          \
-    } while (0)
-
-/* A(i,k) at a[i*sa + k]: rows of A read in place (sa = lda). */
-#define UKR_ROWS_BODY()                                                                           \
-    do {                                                                                          \
-        UKR_PREFETCH_C();                                                                         \
-        UKR_ZERO();                                                                               \
-        for (int k = 0; k < kc; k++) {                                                            \
-            UKR_STEP();                                                                           \
-        }                                                                                         \
-        UKR_STORE_ALL();                                                                          \
-    } while (0)
-
-ST_TARGET_AVX2 void st_gemm_ukr_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
-                                     ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
-                                     float beta)
-{
-    enum { R = 6 };
-#define A_AT(i) (a + (i))
-    UKR_PACKED_BODY();
-#undef A_AT
-}
-
-ST_TARGET_AVX2 void st_gemm_ukr_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
-                                          ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
-                                          float beta)
-{
-    enum { R = 6 };
-#define A_AT(i) (a + (i) * sa + k)
-    UKR_ROWS_BODY();
-#undef A_AT
-}
-
-/* 4 x 16 tiles (the same values as the first 4 rows of a 6 x 16 tile), for a product's last rows
- * where M leaves 4 or fewer (M = 4, 16, 28, 64 ...): none computed for nothing. */
-ST_TARGET_AVX2 void st_gemm_ukr4_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
-                                      ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
-                                      float beta)
-{
-    enum { R = 4 };
-#define A_AT(i) (a + (i))
-    UKR_PACKED_BODY();
-#undef A_AT
-}
-
-ST_TARGET_AVX2 void st_gemm_ukr4_rows_avx2(int kc, const float *a, ptrdiff_t sa, const float *b,
-                                           ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
-                                           float beta)
-{
-    enum { R = 4 };
-#define A_AT(i) (a + (i) * sa + k)
-    UKR_ROWS_BODY();
-#undef A_AT
-}
-
-/* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
-ST_TARGET_AVX2 void st_gemm_ukr_win_avx2(int kh, int kw, const float *a, ptrdiff_t lda,
-                                         const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc)
-{
-    enum { R = 6 };
-    const float alpha = 1.0f, beta = 0.0f;
-    UKR_ZERO();
-    for (int r = 0; r < kh; r++, a += lda)
-        for (int k = 0; k < kw; k++) {
-#define A_AT(i) (a + (i) + k)
-            UKR_STEP();
-#undef A_AT
-        }
-    UKR_STORE_ALL();
-}
-
-#undef UKR_STEP
-#undef UKR_ROW
-#undef UKR_ZERO
-#undef UKR_PREFETCH_C
-#undef UKR_STORE
-#undef UKR_STORE_ALL
-#undef UKR_PACKED_BODY
-#undef UKR_ROWS_BODY
+#define UKR_TARGET ST_TARGET_AVX2
+#define UKR_MR 6
+#define UKR_NAME(kind) st_gemm_##kind##_avx2
+#include "gemm_ukr.h"
 
 /* ---------------------------------------------------------------- packing B^T */
 

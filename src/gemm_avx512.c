@@ -47,25 +47,26 @@ static inline simde__m512 st_emu_maskz_loadu_ps(uint16_t mask, const float *p)
 
 /* The kernels of R x 32 tiles (R, a constant in scope: 8, or 4 for a product's last rows), one
  * FMA chain per element. One k step: B row k (32 floats), then row i of the tile += A(i,k) * B
- * row k for i < R. A_AT(i) is the address of A(i,k) for the current k. */
-#define UKR_STEP()                                                                                \
+ * row k for i < R. AT(i) is the address of A(i,k) for the current k (gemm_ukr.h, which
+ * builds the kernels from these). */
+#define UKR_STEP(AT)                                                                              \
     do {                                                                                          \
-        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                      \
-        UKR_ROW(0);                                                                               \
-        UKR_ROW(1);                                                                               \
-        UKR_ROW(2);                                                                               \
-        UKR_ROW(3);                                                                               \
-        UKR_ROW(4);                                                                               \
-        UKR_ROW(5);                                                                               \
-        UKR_ROW(6);                                                                               \
-        UKR_ROW(7);                                                                               \
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                       \
+        UKR_ROW(0, AT);                                                                           \
+        UKR_ROW(1, AT);                                                                           \
+        UKR_ROW(2, AT);                                                                           \
+        UKR_ROW(3, AT);                                                                           \
+        UKR_ROW(4, AT);                                                                           \
+        UKR_ROW(5, AT);                                                                           \
+        UKR_ROW(6, AT);                                                                           \
+        UKR_ROW(7, AT);                                                                           \
         b += rsb;                                                                                 \
     } while (0)
 
-#define UKR_ROW(i)                                                                                \
+#define UKR_ROW(i, AT)                                                                            \
     do {                                                                                          \
         if ((i) < R) {                                                                            \
-            const __m512 a_ = _mm512_set1_ps(*A_AT(i));                                           \
+            const __m512 a_ = _mm512_set1_ps(*AT(i));                                             \
             c##i##0 = _mm512_fmadd_ps(a_, b0, c##i##0);                                           \
             c##i##1 = _mm512_fmadd_ps(a_, b1, c##i##1);                                           \
         }                                                                                         \
@@ -115,95 +116,10 @@ static inline simde__m512 st_emu_maskz_loadu_ps(uint16_t mask, const float *p)
         UKR_STORE(7);                                                                             \
     } while (0)
 
-/* A(i,k) at a[k*sa + i]: a packed sliver (sa = 8) or A^T read in place (sa = lda). */
-#define UKR_PACKED_BODY()                                                                         \
-    do {                                                                                          \
-        UKR_PREFETCH_C();                                                                         \
-        UKR_ZERO();                                                                               \
-        for (int k = 0; k < kc; k++, a += sa) {                                                   \
-            UKR_STEP();                                                                           \
-        }                                                                                         \
-        UKR_STORE_ALL();                                                                          \
-    } while (0)
-
-/* A(i,k) at a[i*sa + k]: rows of A read in place (sa = lda). */
-#define UKR_ROWS_BODY()                                                                           \
-    do {                                                                                          \
-        UKR_PREFETCH_C();                                                                         \
-        UKR_ZERO();                                                                               \
-        for (int k = 0; k < kc; k++) {                                                            \
-            UKR_STEP();                                                                           \
-        }                                                                                         \
-        UKR_STORE_ALL();                                                                          \
-    } while (0)
-
-ST_TARGET_AVX512 void st_gemm_ukr_avx512(int kc, const float *a, ptrdiff_t sa, const float *b,
-                                         ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
-                                         float beta)
-{
-    enum { R = 8 };
-#define A_AT(i) (a + (i))
-    UKR_PACKED_BODY();
-#undef A_AT
-}
-
-ST_TARGET_AVX512 void st_gemm_ukr_rows_avx512(int kc, const float *a, ptrdiff_t sa,
-                                              const float *b, ptrdiff_t rsb, float *c,
-                                              ptrdiff_t ldc, float alpha, float beta)
-{
-    enum { R = 8 };
-#define A_AT(i) (a + (i) * sa + k)
-    UKR_ROWS_BODY();
-#undef A_AT
-}
-
-/* 4 x 32 tiles (the same values as the first 4 rows of an 8 x 32 tile), for a product's last
- * rows where M leaves 4 or fewer (M = 4, 28, 36 ...): none computed for nothing. */
-ST_TARGET_AVX512 void st_gemm_ukr4_avx512(int kc, const float *a, ptrdiff_t sa, const float *b,
-                                          ptrdiff_t rsb, float *c, ptrdiff_t ldc, float alpha,
-                                          float beta)
-{
-    enum { R = 4 };
-#define A_AT(i) (a + (i))
-    UKR_PACKED_BODY();
-#undef A_AT
-}
-
-ST_TARGET_AVX512 void st_gemm_ukr4_rows_avx512(int kc, const float *a, ptrdiff_t sa,
-                                               const float *b, ptrdiff_t rsb, float *c,
-                                               ptrdiff_t ldc, float alpha, float beta)
-{
-    enum { R = 4 };
-#define A_AT(i) (a + (i) * sa + k)
-    UKR_ROWS_BODY();
-#undef A_AT
-}
-
-/* A(i, r*kw + s) at a[i + r*lda + s]: a window of a plane read in place. */
-ST_TARGET_AVX512 void st_gemm_ukr_win_avx512(int kh, int kw, const float *a, ptrdiff_t lda,
-                                             const float *b, ptrdiff_t rsb, float *c,
-                                             ptrdiff_t ldc)
-{
-    enum { R = 8 };
-    const float alpha = 1.0f, beta = 0.0f;
-    UKR_ZERO();
-    for (int r = 0; r < kh; r++, a += lda)
-        for (int k = 0; k < kw; k++) {
-#define A_AT(i) (a + (i) + k)
-            UKR_STEP();
-#undef A_AT
-        }
-    UKR_STORE_ALL();
-}
-
-#undef UKR_STEP
-#undef UKR_ROW
-#undef UKR_ZERO
-#undef UKR_PREFETCH_C
-#undef UKR_STORE
-#undef UKR_STORE_ALL
-#undef UKR_PACKED_BODY
-#undef UKR_ROWS_BODY
+#define UKR_TARGET ST_TARGET_AVX512
+#define UKR_MR 8
+#define UKR_NAME(kind) st_gemm_##kind##_avx512
+#include "gemm_ukr.h"
 
 /* ---------------------------------------------------------------- dot-product kernel */
 
