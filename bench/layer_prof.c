@@ -6,8 +6,9 @@
  * layer's forward and backward pass over `steps` steps (after two warm-up steps). With "eval" as
  * the fourth argument it times inference (evaluation mode) only; at batch 1 with 2 or more threads
  * it then also times whole passes alone and by a team of threads (st_forward_team), alternated.
- * LAYER_PROF_NO_WINOGRAD=1 runs every conv by im2col + GEMM (to compare). Uses the library's
- * internal headers. */
+ * LAYER_PROF_NO_WINOGRAD=1 runs every conv by im2col + GEMM, LAYER_PROF_NCHW=1 keeps the
+ * training tensors NCHW (no NHWC chain, see kernels.c) (to compare). Uses the library's internal
+ * headers. */
 #include "model.h"
 #include "conv.h"
 #include "gemm.h"
@@ -28,6 +29,7 @@ int main(int argc, char **argv)
     st_set_threads(threads);
     if (getenv("LAYER_PROF_NO_WINOGRAD"))
         st_conv_set_winograd(0);
+    int nchw = getenv("LAYER_PROF_NCHW") != NULL;
     st_threads_cap(batch < ST_SMALL_BATCH ? 1 : 0); /* as st_model_forward does */
     st_error err;
     if (argc > 5 && st_model_kind_parse(argv[5], &kind, &err) != 0) {
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         return 1;
     }
     st_model_set_training(m, !eval);
+    if (nchw)
+        st_model_use_nhwc(m, 0);
     float *x = malloc(sizeof(float) * 784 * (size_t)batch);
     uint8_t *y = malloc((size_t)batch);
     st_rng r;
@@ -71,6 +75,7 @@ int main(int argc, char **argv)
         double t0 = omp_get_wtime();
         m->input = x;
         m->batch = batch;
+        m->nhwc = st_kernels_nhwc(m, batch); /* as st_model_forward does */
         const float *in = x;
         for (int i = 0; i < L; i++) {
             double a = omp_get_wtime();

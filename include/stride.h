@@ -122,7 +122,9 @@ void st_model_layer_info(const st_model *m, int i, st_layer_info *info);
  * batch norm applies the batch norm as it writes, so only the batch norm's output is kept, and
  * where a ReLU and a 2x2 max pool follow, only the pool's. In training mode, a batch norm and
  * ReLU followed by a 2x2 max pool are applied by the pool as it reads the convolution's output,
- * so their own output is not kept (the pool's is). */
+ * so their own output is not kept (the pool's is); and where such a pool feeds a 3x3
+ * convolution (the CNN's first two blocks, batches of 4 images or more), that convolution's
+ * output and the pool's are kept channels-last, n x out_h x out_w x out_c. */
 const float *st_model_layer_output(const st_model *m, int i);
 
 /* Named tensors in PyTorch state_dict order: parameters and buffers (BatchNorm running_mean,

@@ -20,6 +20,10 @@
  * the padded image in place.
  * In evaluation, a conv whose batch norm, ReLU and 2x2 max pool follow can write the pool's output
  * directly (st_conv2d_forward_affine's pooled; affine_pool_transpose).
+ * In training, the Winograd and one-channel paths can also take their input, and give their
+ * output, channels-last (st_conv_shape.layout: the model's NHWC chain, kernels.c): they compute
+ * channels-last (y^T, the dy they transform), so the transposes to and from NCHW are left out;
+ * every value is the NCHW layout's to the bit (the sums kept in the same lanes and order).
  * Groups are handed to threads as they finish; the per-group weight gradients and sums are then
  * added in group order, so the result is bit-identical whatever the number of threads. With fewer
  * groups than threads the im2col path's GEMMs are threaded instead, and the Winograd and
@@ -947,6 +951,33 @@ ST_VEC_CLONES static void wino_hwc(float *restrict hwc, const float *restrict sr
     }
 }
 
+/* wino_hwc from an image already channels-last (src: H x W x C): its rows copied whole, with
+ * the border of zeros. */
+static void wino_hwc_nhwc(float *restrict hwc, const float *restrict src, int C, int H, int W,
+                          const wino_geom *g)
+{
+    size_t rs = (size_t)g->Wp * C, row = (size_t)W * C;
+    memset(hwc, 0, sizeof(float) * rs);
+    memset(hwc + (size_t)(H + 1) * rs, 0, sizeof(float) * rs * (size_t)(g->Hp - H - 1));
+    for (int h = 0; h < H; h++) {
+        float *r = hwc + (size_t)(h + 1) * rs;
+        memset(r, 0, sizeof(float) * (size_t)C);
+        memcpy(r + C, src + (size_t)h * row, sizeof(float) * row);
+        memset(r + C + row, 0, sizeof(float) * (size_t)C * (size_t)(g->Wp - W - 1));
+    }
+}
+
+/* The channels-last copy of image j of src for wino_input (all rows): its planes c at
+ * src + j * is + c * cs, or (nhwc) its pixels' channels at src + j * is. */
+static void wino_hwc_image(float *restrict hwc, const float *src, size_t is, size_t cs, int nhwc,
+                           int j, int C, int H, int W, const wino_geom *g)
+{
+    if (nhwc)
+        wino_hwc_nhwc(hwc, src + (size_t)j * is, C, H, W, g);
+    else
+        wino_hwc(hwc, src + (size_t)j * is, cs, C, H, W, g, 0, g->Hp);
+}
+
 /* V[xi][t0 + tile][c] = (B^T d B)[xi] for the tiles of one image in tile rows [ty0, ty1) (d: a
  * tile's a x a input block), ldv = floats per xi; 8 channels at a time (C is a multiple of 8). */
 static inline __attribute__((always_inline)) void
@@ -1093,10 +1124,10 @@ static void small_gemm(int ta, int M, int N, int K, const float *A, int lda, con
 
 /* The conv (or its input gradient) of images [0, n) by Winograd, a chunk at a time, into
  * yt[image * P + pixel][O]: src holds the images' I input planes (plane c of image j at
- * src + j * is + c * cs), U the transformed weights (I x O per xi). wino: this thread's
- * scratch (wino_floats). */
-static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, int O, int n,
-                      const float *U, const st_conv_shape *s, float *wino)
+ * src + j * is + c * cs), or with src_nhwc their pixels' I channels (image j at src + j * is),
+ * U the transformed weights (I x O per xi). wino: this thread's scratch (wino_floats). */
+static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int src_nhwc, int I,
+                      int O, int n, const float *U, const st_conv_shape *s, float *wino)
 {
     wino_geom g = wino_geometry(s);
     int H = s->OH, W = s->OW; /* input and output planes have the same size */
@@ -1107,7 +1138,7 @@ static void wino_conv(float *yt, const float *src, size_t is, size_t cs, int I, 
         int cn = n - j0 < g.chunk ? n - j0 : g.chunk, T = cn * g.T;
         size_t ldv = wino_ld((size_t)T * I), ldm = wino_ld((size_t)T * O);
         for (int j = 0; j < cn; j++) {
-            wino_hwc(hwc, src + (size_t)(j0 + j) * is, cs, I, H, W, &g, 0, g.Hp);
+            wino_hwc_image(hwc, src, is, cs, src_nhwc, j0 + j, I, H, W, &g);
             wino_input(V, ldv, j * g.T, hwc, I, &g, 0, g.TH);
         }
         /* (small_gemm reads up to mr - 1 rows past each product's V: the next one's, then M) */
@@ -1211,9 +1242,60 @@ typedef struct conv_call {
     const float *panel; /* forward of one input channel (direct_fits): direct_weights, or NULL */
     float *U;           /* Winograd: the transformed weights, nx x C x OC floats */
     float *pooled;      /* forward (evaluation): out's 2x2 max pool is written here instead */
+    int in_nhwc, out_nhwc; /* training: layouts channels-last (st_conv_shape.layout) */
     float *out, *dinp, *ws, *partial;
     double *stats_partial; /* forward: per-group [OC][2] sums, or NULL */
 } conv_call;
+
+/* The channels-last output of a group, gn images of P pixels x OC channels (a multiple of 8) in
+ * place: y + bias (b: NULL, none), and with stats the sum and the sum of squares of each channel
+ * added to stats[2 oc], stats[2 oc + 1], per image as affine_transpose sums its planes (the same
+ * additions in the same order: the NCHW layout's bits): in double, one lane per pixel p mod 4 of
+ * the image, the lanes added in a fixed tree, then the last P % 4 pixels. */
+ST_VEC_CLONES static void bias_stats_nhwc(float *restrict y, int gn, int P, int OC,
+                                          const float *b, double *restrict stats)
+{
+    int p4 = P & ~3;
+    for (int j = 0; j < gn; j++) {
+        float *img = y + (size_t)j * P * OC;
+        for (int o = 0; o < OC; o += 4) {
+            v4f bb = {0, 0, 0, 0};
+            if (b)
+                memcpy(&bb, b + o, sizeof bb);
+            v4d s1[4] = {0}, s2[4] = {0}, t1 = {0}, t2 = {0};
+            for (int p = 0; p < p4; p += 4)
+                for (int i = 0; i < 4; i++) { /* lane i: pixels p + i */
+                    float *q = img + (size_t)(p + i) * OC + o;
+                    v4f r;
+                    memcpy(&r, q, sizeof r);
+                    r = r * 1.0f + bb; /* (affine_transpose's scale 1: the same values, -0 too) */
+                    memcpy(q, &r, sizeof r);
+                    v4d d = ST_WIDEN4(r);
+                    s1[i] += d, s2[i] += d * d;
+                }
+            for (int p = p4; p < P; p++) {
+                float *q = img + (size_t)p * OC + o;
+                v4f r;
+                memcpy(&r, q, sizeof r);
+                r = r * 1.0f + bb;
+                memcpy(q, &r, sizeof r);
+                v4d d = ST_WIDEN4(r);
+                t1 += d, t2 += d * d;
+            }
+            if (!stats)
+                continue;
+            v4d u1 = (s1[0] + s1[1]) + (s1[2] + s1[3]), u2 = (s2[0] + s2[1]) + (s2[2] + s2[3]);
+            for (int k = 0; k < 4; k++) {
+                stats[2 * (o + k)] += u1[k];
+                stats[2 * (o + k) + 1] += u2[k];
+                if (p4 < P) {
+                    stats[2 * (o + k)] += t1[k];
+                    stats[2 * (o + k) + 1] += t2[k];
+                }
+            }
+        }
+    }
+}
 
 /* Output rows [r0, r1) of channels [o0, o1) of one image (r0 even; with pooled, r1 too) from
  * their rows of its y^T (yt[pixel][OC]) into its planes out, or 2x2-pooled into its planes
@@ -1305,9 +1387,21 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
     float *y = col + c->colf, *xp = y + (size_t)s->OC * c->G * P;
     double *gstats = c->stats_partial ? c->stats_partial + (size_t)g * 2 * s->OC : NULL;
     const float *img = c->inp + (size_t)lo * c->in_size;
+    if (c->out_nhwc) { /* y^T is the output itself */
+        y = c->out + (size_t)lo * c->out_size;
+        if (c->wino)
+            wino_conv(y, img, c->in_size, (size_t)s->H * s->W, c->in_nhwc, s->C, s->OC, gn, c->U,
+                      s, wino_scratch(c, col));
+        else
+            direct_forward(y, img, gn, c->panel, s, xp);
+        if (gstats)
+            memset(gstats, 0, sizeof(double) * 2 * (size_t)s->OC);
+        bias_stats_nhwc(y, gn, P, s->OC, c->b, gstats);
+        return;
+    }
     /* y^T[gn*P, OC] by Winograd, the one-channel kernel, or col^T * W^T; or y = W * col */
     if (c->wino) {
-        wino_conv(y, img, c->in_size, (size_t)s->H * s->W, s->C, s->OC, gn, c->U, s,
+        wino_conv(y, img, c->in_size, (size_t)s->H * s->W, c->in_nhwc, s->C, s->OC, gn, c->U, s,
                   wino_scratch(c, col));
     } else if (c->panel) {
         direct_forward(y, img, gn, c->panel, s, xp);
@@ -1325,7 +1419,8 @@ static void forward_group(const conv_call *c, int g, float *col, int inner)
 }
 
 /* The weight gradient of the images [lo, lo + gn) by Winograd (see wino_grad_output) into dw
- * (OC x C x 9), from their output gradient dy (plane o of image j at dy + o * ldy + j * P): the
+ * (OC x C x 9), from their output gradient dy (plane o of image j at dy + o * ldy + j * P, or
+ * with NHWC_OUT image j's pixels at dy + j * P * OC): the
  * images a chunk at a time (as wino_conv), each chunk's nx products over its tiles added to dU
  * (nx x OC x C floats) in chunk order. wino: this thread's scratch (wino_floats). */
 static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, const float *dy,
@@ -1341,9 +1436,12 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
         int cn = gn - j0 < g.chunk ? gn - j0 : g.chunk, T = cn * g.T;
         size_t ldv = wino_ld((size_t)T * C), ldm = wino_ld((size_t)T * O);
         for (int j = 0; j < cn; j++) {
-            wino_hwc(sp.hwc, c->inp + (size_t)(lo + j0 + j) * c->in_size, P, C, H, W, &g, 0, g.Hp);
+            wino_hwc_image(sp.hwc, c->inp, c->in_size, P, c->in_nhwc, lo + j0 + j, C, H, W, &g);
             wino_input(sp.V, ldv, j * g.T, sp.hwc, C, &g, 0, g.TH);
-            wino_hwc(sp.hwc, dy + (size_t)(j0 + j) * P, ldy, O, H, W, &g, 0, g.Hp);
+            if (c->out_nhwc)
+                wino_hwc_image(sp.hwc, dy, P * O, 0, 1, j0 + j, O, H, W, &g);
+            else
+                wino_hwc_image(sp.hwc, dy, P, ldy, 0, j0 + j, O, H, W, &g);
             wino_grad_output(sp.M, ldm, j * g.T, sp.hwc, O, &g);
         }
         /* dU[xi] (+)= dM[xi]^T * V[xi] (small_gemm reads past M's last product: junk) */
@@ -1356,7 +1454,8 @@ static void wino_weight_grad(float *dw, const conv_call *c, int lo, int gn, cons
 
 /* The weight gradient of a one-channel conv (stride 1) without im2col, into dw (OC x KH x KW)
  * from the output gradient dy of the images [lo, lo + gn) (plane o of image j at
- * dy + o * ldy + j * P): with dy channels-last, dyt[pixel][OC], the window micro-kernel over a
+ * dy + o * ldy + j * P, or with NHWC_OUT image j's pixels at dy + j * P * OC, read in place where
+ * OC is a whole number of tiles' widths): with dy channels-last, dyt[pixel][OC], the window micro-kernel over a
  * whole image, ukr_win(OH, OW, xp + kh * Wp + kw, Wp, dyt, ...) would sum
  *     x[oh + kh][ow + kw + i] * dy[oh][ow][oc]   over (oh, ow), in that order,
  * which is dw[oc][kh][kw + i] for its mr rows i (those past KW are dropped); in bands of a few
@@ -1381,11 +1480,20 @@ static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, i
         for (int p = 0; p < P; p++)
             memset(dyt + (size_t)p * OCp + OC, 0, sizeof(float) * (size_t)(OCp - OC));
     for (int j = 0; j < gn; j++) {
-        affine_transpose(dyt, (size_t)OCp, dy + (size_t)j * P, ldy, OC, P, NULL, NULL, 0, NULL);
+        const float *dyj = dyt; /* image j's dy channels-last, OCp floats per pixel */
+        if (!c->out_nhwc)
+            affine_transpose(dyt, (size_t)OCp, dy + (size_t)j * P, ldy, OC, P, NULL, NULL, 0,
+                             NULL);
+        else if (OCp == OC)
+            dyj = dy + (size_t)j * P * OC;
+        else
+            for (int p = 0; p < P; p++)
+                memcpy(dyt + (size_t)p * OCp, dy + ((size_t)j * P + p) * OC,
+                       sizeof(float) * (size_t)OC);
         direct_pad(xp, c->inp + (size_t)(lo + j) * c->in_size, s);
         for (int r0 = 0; r0 < s->OH; r0 += band) {
             int rows = s->OH - r0 < band ? s->OH - r0 : band;
-            const float *b = dyt + (size_t)r0 * s->OW * OCp, *a = xp + (size_t)r0 * Wp;
+            const float *b = dyj + (size_t)r0 * s->OW * OCp, *a = xp + (size_t)r0 * Wp;
             for (int kh = 0; kh < KH; kh++)
                 for (int kw = 0; kw < KW; kw += mr)
                     for (int o0 = 0; o0 < OC; o0 += nr) {
@@ -1403,6 +1511,79 @@ static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, i
                 dw[((size_t)o * KH + kh) * KW + kw] = dwt[((size_t)kh * KWp + kw) * OCp + o];
 }
 
+/* backward_group's dy and bias gradient with the output channels-last (NHWC_OUT): dy[gn * P][OC]
+ * for the images [lo, lo + gn), the values bn_dx_sum computes (or dout itself), and pb[oc] their
+ * sum over the group, in bn_dx_sum's order (lane k mod 8 of each plane, images in order): the
+ * NCHW layout's bits. */
+ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb, const conv_call *c,
+                                         int lo, int gn)
+{
+    const st_conv_shape *s = c->s;
+    const st_conv_bn_grad *bn = c->bn;
+    int OC = s->OC, P = c->P;
+    float mdy[ST_CONV_NHWC_MAX_CH], mdyx[ST_CONV_NHWC_MAX_CH], sc[ST_CONV_NHWC_MAX_CH];
+    float mean[ST_CONV_NHWC_MAX_CH], invstd[ST_CONV_NHWC_MAX_CH], g[ST_CONV_NHWC_MAX_CH];
+    float b[ST_CONV_NHWC_MAX_CH], v[ST_CONV_NHWC_MAX_CH];
+    for (int o = 0; bn && o < OC; o++) {
+        mdy[o] = bn->coef[3 * o], mdyx[o] = bn->coef[3 * o + 1], sc[o] = bn->coef[3 * o + 2];
+        mean[o] = bn->mean[o], invstd[o] = bn->invstd[o], g[o] = bn->gamma[o], b[o] = bn->beta[o];
+    }
+    double acc[8][ST_CONV_NHWC_MAX_CH];
+    for (int k = 0; k < 8; k++)
+        memset(acc[k], 0, sizeof(double) * (size_t)OC);
+    /* image by image (its dy stays in cache from one pass to the next) */
+    for (int j = 0; j < gn; j++) {
+        size_t off = (size_t)(lo + j) * c->out_size;
+        float *dj = dy + (size_t)j * P * OC;
+        const float *x = bn ? bn->x + off : NULL, *dout = c->dout + off;
+        if (!bn)
+            memcpy(dj, dout, sizeof(float) * (size_t)P * OC);
+        for (int p = 0; bn && p < P; p++) {
+            float *d = dj + (size_t)p * OC;
+            const float *xp = x + (size_t)p * OC, *dp = dout + (size_t)p * OC;
+            if (bn->argmax) /* zero gradient but at the pool's maxima, below */
+                for (int o = 0; o < OC; o++)
+                    d[o] = st_bn_dx(0.0f, xp[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
+            else if (bn->relu)
+                for (int o = 0; o < OC; o++) {
+                    float t = st_relu_mask(dp[o], st_bn_out(xp[o], mean[o], invstd[o], g[o], b[o]));
+                    d[o] = st_bn_dx(t, xp[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
+                }
+            else
+                for (int o = 0; o < OC; o++)
+                    d[o] = st_bn_dx(dp[o], xp[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
+        }
+        if (bn && bn->argmax) { /* the maxima: the pool's output gradient, x there from xmax */
+            size_t q0 = (size_t)(lo + j) * bn->pool_hw * OC;
+            for (int k = 0; k < bn->pool_hw; k++) {
+                size_t q = q0 + (size_t)k * OC;
+                const int32_t *am = bn->argmax + q;
+                const float *xs = bn->xmax + q, *dp = c->dout + q;
+                for (int o = 0; o < OC; o++) {
+                    float t = dp[o];
+                    if (bn->relu)
+                        t = st_relu_mask(t, st_bn_out(xs[o], mean[o], invstd[o], g[o], b[o]));
+                    v[o] = st_bn_dx(t, xs[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
+                }
+                for (int o = 0; o < OC; o++)
+                    dj[(size_t)am[o] * OC + o] = v[o];
+            }
+        }
+        for (int k = 0; k < P; k++) {
+            const float *d = dj + (size_t)k * OC;
+            double *a = acc[k & 7];
+            for (int o = 0; o < OC; o++)
+                a[o] += d[o];
+        }
+    }
+    for (int o = 0; o < OC; o++) {
+        double l[8];
+        for (int k = 0; k < 8; k++)
+            l[k] = acc[k][o];
+        pb[o] = (float)st_sum8(l);
+    }
+}
+
 /* Backward of group g: its weight-gradient partial, and its images' input gradients. */
 static void backward_group(const conv_call *c, int g, float *col, int inner)
 {
@@ -1417,7 +1598,9 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
      * ST_CHAN_BLOCK channels at a time, so that each image's planes are read in order (one
      * stream, not one per plane), each channel's sums still over the images in order */
     const st_conv_bn_grad *bn = c->bn;
-    for (int o0 = 0; o0 < s->OC; o0 += ST_CHAN_BLOCK) {
+    if (c->out_nhwc)
+        gather_dy_nhwc(dy, pb, c, lo, gn);
+    for (int o0 = 0; o0 < s->OC && !c->out_nhwc; o0 += ST_CHAN_BLOCK) {
         int o1 = s->OC - o0 < ST_CHAN_BLOCK ? s->OC : o0 + ST_CHAN_BLOCK;
         double acc[ST_CHAN_BLOCK][8] = {{0}};
         for (int j = 0; j < gn; j++)
@@ -1452,16 +1635,27 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
     if (!c->dinp)
         return;
     if (c->wino) { /* dX^T by Winograd into col, then transposed into the images' planes */
-        wino_conv(col, dy, (size_t)P, ldc, s->OC, s->C, gn, c->U, s, wino_scratch(c, col));
+        float *dxt = c->in_nhwc ? c->dinp + (size_t)lo * c->in_size : col;
+        if (c->out_nhwc)
+            wino_conv(dxt, dy, (size_t)P * s->OC, 0, 1, s->OC, s->C, gn, c->U, s,
+                      wino_scratch(c, col));
+        else
+            wino_conv(dxt, dy, (size_t)P, ldc, 0, s->OC, s->C, gn, c->U, s, wino_scratch(c, col));
+        if (c->in_nhwc) /* (dX^T is the input gradient) */
+            return;
         for (int j = 0; j < gn; j++)
             affine_transpose(c->dinp + (size_t)(lo + j) * c->in_size, (size_t)P,
                              col + (size_t)j * P * s->C, (size_t)s->C, P, s->C, NULL, NULL, 0,
                              NULL);
         return;
     }
-    /* dcol[CKK, gn*P] = W^T * dy, reusing col */
-    group_gemm(inner)(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col,
-                      (int)ldc);
+    /* dcol[CKK, gn*P] = W^T * dy, reusing col (with one input channel both layouts are one) */
+    if (c->out_nhwc)
+        group_gemm(inner)(1, 1, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, s->OC, 0.0f, col,
+                          (int)ldc);
+    else
+        group_gemm(inner)(1, 0, CKK, (int)ldc, s->OC, 1.0f, c->w, CKK, dy, (int)ldc, 0.0f, col,
+                          (int)ldc);
     for (int j = 0; j < gn; j++)
         col2im(c->dinp + (size_t)(lo + j) * c->in_size, col + (size_t)j * P, ldc, s, xp);
 }
@@ -1484,7 +1678,20 @@ static conv_call conv_call_init(const st_conv_shape *s, int N, float *ws, int nt
     c.wino = st_conv_winograd(s, N);
     if (c.wino)
         c.U = c.partial + partial_floats(s);
+    c.in_nhwc = (s->layout & ST_CONV_NHWC_IN) != 0;
+    c.out_nhwc = (s->layout & ST_CONV_NHWC_OUT) != 0;
     return c;
+}
+
+int st_conv_nhwc_fits(const st_conv_shape *s, int N, int layout)
+{
+    int wino = st_conv_winograd(s, N);
+    if (s->OC % 8 || s->OC > ST_CONV_NHWC_MAX_CH || (s->C % 8 && s->C != 1) ||
+        s->C > ST_CONV_NHWC_MAX_CH)
+        return 0;
+    if ((layout & ST_CONV_NHWC_IN) && !(wino || s->C == 1))
+        return 0;
+    return !(layout & ST_CONV_NHWC_OUT) || wino || direct_fits(s);
 }
 
 /* Runs fn over the groups: one group per thread at a time; with a single group (or thread),

@@ -12,7 +12,24 @@ typedef struct st_conv_shape {
     int OC, KH, KW;   /* output channels, kernel */
     int stride, pad;
     int OH, OW;       /* output size */
+    int layout;       /* ST_CONV_NHWC_IN | ST_CONV_NHWC_OUT, or 0 (NCHW): see st_conv_nhwc_fits */
 } st_conv_shape;
+
+/* Layouts of a training conv's tensors (st_conv_shape.layout), for st_conv2d_forward (without
+ * relu or wcache) and st_conv2d_backward only: NHWC_IN, the input and its gradient are
+ * channels-last (N x H x W x C); NHWC_OUT, the output and its gradient are (N x OH x OW x OC),
+ * and so are, with a batch norm after the conv (st_conv_bn_grad), its x and, with a pool, the
+ * pool's dout and xmax (N x OH/2 x OW/2 x OC) and argmax (the pixel, oh * OW + ow, of each). The
+ * values are those of the NCHW layout to the bit (the bias gradient and the batch norm's sums
+ * too); only the memory order changes, which spares the transposes between the Winograd and
+ * one-channel paths, which compute channels-last, and NCHW. */
+#define ST_CONV_NHWC_IN 1
+#define ST_CONV_NHWC_OUT 2
+/* Whether this shape and batch size run with these layouts: channels in and out multiples of 8
+ * (at most ST_CONV_NHWC_MAX_CH), and each side channels-last only by Winograd or the one-channel
+ * path (NHWC_IN also with one input channel, where both layouts are the same). */
+#define ST_CONV_NHWC_MAX_CH 256
+int st_conv_nhwc_fits(const st_conv_shape *s, int N, int layout);
 
 /* Floats of workspace st_conv2d_forward / st_conv2d_backward need for batches of up to max_batch
  * with up to nthreads threads. */

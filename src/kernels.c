@@ -31,15 +31,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The layout of layer l's tensors in this pass: its channels-last flags (nhwc) where the last
+ * forward ran the model's NHWC chain (model.c), else 0 (NCHW). */
+static int layer_nhwc(const st_model *m, const st_layer *l)
+{
+    return m->nhwc && m->training && !m->reference ? l->nhwc : 0;
+}
+
 static st_conv_shape conv_shape(const st_layer *l)
 {
     st_conv_shape s = {l->in_c, l->in_h, l->in_w, l->conv.oc, l->conv.kh, l->conv.kw,
-                       l->conv.stride, l->conv.pad, l->out_h, l->out_w};
+                       l->conv.stride, l->conv.pad, l->out_h, l->out_w, 0};
     return s;
+}
+
+/* The NHWC chain: in training, a conv whose batch norm, ReLU and 2x2 max pool are fused
+ * (pool_after) writes its output channels-last where the layer after the pool is a conv that
+ * reads its input channels-last; the pool then reads and writes channels-last, the batch norm's
+ * backward reads the pool's tensors so, and the conv after the pool writes its input gradient
+ * so. The Winograd and one-channel paths compute channels-last (conv.c), so the transposes to
+ * and from NCHW between them go. Set on the layers once; a forward runs the chain where every
+ * conv in it can at its batch size (st_kernels_nhwc). */
+static void nhwc_chain(st_model *m)
+{
+    for (int i = 0; i + 1 < m->nlayers; i++) {
+        st_layer *p = &m->layers[i], *b = &m->layers[i + 1];
+        if (p->kind != ST_L_MAXPOOL || !p->bn_before || b->kind != ST_L_CONV)
+            continue;
+        st_layer *a = p->bn_before->stats_src;
+        st_conv_shape sa = conv_shape(a), sb = conv_shape(b);
+        sa.layout = a->nhwc | ST_CONV_NHWC_OUT, sb.layout = b->nhwc | ST_CONV_NHWC_IN;
+        int n = m->max_batch > ST_CONV_WINOGRAD_MIN_BATCH ? m->max_batch
+                                                           : ST_CONV_WINOGRAD_MIN_BATCH;
+        if (!st_conv_nhwc_fits(&sa, n, sa.layout) || !st_conv_nhwc_fits(&sb, n, sb.layout))
+            continue;
+        a->nhwc = sa.layout, b->nhwc = sb.layout;
+        p->nhwc = p->bn_before->nhwc = 1;
+    }
+}
+
+int st_kernels_nhwc(const st_model *m, int n)
+{
+    int any = 0;
+    if (!m->training || m->reference || m->nhwc_off)
+        return 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const st_layer *l = &m->layers[i];
+        if (l->kind != ST_L_CONV || !l->nhwc)
+            continue;
+        st_conv_shape s = conv_shape(l);
+        if (!st_conv_nhwc_fits(&s, n, l->nhwc))
+            return 0;
+        any = 1;
+    }
+    return any;
 }
 
 int st_kernels_init(st_model *m, st_error *err)
 {
+    nhwc_chain(m);
     int nt = omp_get_num_procs();
     if (st_get_threads() > nt)
         nt = st_get_threads();
@@ -86,6 +136,11 @@ void st_kernels_free(st_model *m)
         free(m->layers[i].wcache);
         m->layers[i].wcache = NULL;
     }
+}
+
+void st_model_use_nhwc(st_model *m, int on)
+{
+    m->nhwc_off = !on;
 }
 
 void st_model_use_reference(st_model *m, int on)
@@ -206,8 +261,23 @@ ST_VEC_CLONES static void chan_dx(float *restrict d, const float *restrict x, bn
     }
 }
 
-/* The reference kernels' arithmetic, one channel per task. */
-static void bn_train_forward(st_layer *l, const float *in, int n)
+/* chan_sq's and st_add_lanes8's sums over plane c of a channels-last image (HW pixels x C
+ * channels at img): the same lanes, the same order. */
+static void chan_sums_nhwc(double *restrict acc, const float *restrict img, int C, int c, int HW,
+                           int square, double mean)
+{
+    for (int k = 0; k < HW; k++) {
+        if (square) {
+            double d = img[(size_t)k * C + c] - mean;
+            acc[k & 7] += d * d;
+        } else
+            acc[k & 7] += img[(size_t)k * C + c];
+    }
+}
+
+/* The reference kernels' arithmetic, one channel per task. nhwc: the input is channels-last
+ * (the model's NHWC chain: then a max pool follows, which applies the batch norm). */
+static void bn_train_forward(st_layer *l, const float *in, int n, int nhwc)
 {
     int C = l->in_c, HW = l->in_h * l->in_w;
     size_t M = (size_t)n * HW;
@@ -235,11 +305,17 @@ static void bn_train_forward(st_layer *l, const float *in, int n)
             if (two_pass) {
                 double acc[8] = {0};
                 for (int i = 0; i < n; i++)
-                    st_add_lanes8(acc, in + ((size_t)i * C + c) * HW, HW);
+                    if (nhwc)
+                        chan_sums_nhwc(acc, in + (size_t)i * C * HW, C, c, HW, 0, 0.0);
+                    else
+                        st_add_lanes8(acc, in + ((size_t)i * C + c) * HW, HW);
                 mean = st_sum8(acc) / (double)M;
                 double acc2[8] = {0};
                 for (int i = 0; i < n; i++)
-                    chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
+                    if (nhwc)
+                        chan_sums_nhwc(acc2, in + (size_t)i * C * HW, C, c, HW, 1, mean);
+                    else
+                        chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
                 ss = st_sum8(acc2);
             }
             double var = ss / (double)M;
@@ -300,11 +376,44 @@ static void bn_grads(st_layer *l, const float *in, const float *dout, float *din
     }
 }
 
+/* chan_dsums over the channels [c0, c1) (at most ST_CHAN_BLOCK) of n channels-last images of
+ * HW pixels x C channels (x, dy): lane k of a1[c - c0] gets the pixels k mod 8 of each image, in
+ * order, so every channel's sums are those chan_dsums makes of its planes, to the bit. */
+ST_VEC_CLONES static void chan_dsums_nhwc(double (*restrict a1)[8], double (*restrict a2)[8],
+                                          const float *restrict x, const float *restrict dy,
+                                          const st_layer *l, int c0, int c1, int n, int HW)
+{
+    int C = l->in_c, nc = c1 - c0;
+    double s1[8][ST_CHAN_BLOCK], s2[8][ST_CHAN_BLOCK]; /* [lane][channel]: vectors by channel */
+    memset(s1, 0, sizeof s1);
+    memset(s2, 0, sizeof s2);
+    const float *mean = l->save_mean + c0, *invstd = l->save_invstd + c0;
+    const float *g = l->w + c0, *b = l->b + c0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < HW; k++) {
+            size_t q = ((size_t)i * HW + k) * C + c0;
+            double *t1 = s1[k & 7], *t2 = s2[k & 7];
+            for (int c = 0; c < nc; c++) {
+                float xv = x[q + c], d = dy[q + c];
+                if (l->relu_fused)
+                    d = st_relu_mask(d, st_bn_out(xv, mean[c], invstd[c], g[c], b[c]));
+                double xhat = (double)(xv - mean[c]) * invstd[c];
+                t1[c] += d;
+                t2[c] += d * xhat;
+            }
+        }
+    for (int c = 0; c < nc; c++)
+        for (int k = 0; k < 8; k++)
+            a1[c][k] = s1[k][c], a2[c][k] = s2[k][c];
+}
+
 /* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here); with a fused
  * 2x2 max pool after that (pool_after), dout is the pool's output gradient, and the inputs at the
- * pool's maxima are those the pool saved (xmax). After a conv, in place (the model's case), the
- * input gradient is left to the conv's backward (dx_coef). */
-static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n)
+ * pool's maxima are those the pool saved (xmax); with nhwc (the model's NHWC chain), both
+ * channels-last. After a conv, in place (the model's case), the input gradient is left to the
+ * conv's backward (dx_coef). */
+static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n,
+                        int nhwc)
 {
     int C = l->in_c, HW = l->in_h * l->in_w;
     const st_layer *pool = l->pool_after;
@@ -322,7 +431,9 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         for (int c0 = lo; c0 < hi; c0 += ST_CHAN_BLOCK) {
             int c1 = hi - c0 < ST_CHAN_BLOCK ? hi : c0 + ST_CHAN_BLOCK;
             double a1[ST_CHAN_BLOCK][8] = {{0}}, a2[ST_CHAN_BLOCK][8] = {{0}};
-            for (int i = 0; i < n; i++)
+            if (pool && nhwc)
+                chan_dsums_nhwc(a1, a2, pool->xmax, dout, l, c0, c1, n, PHW);
+            for (int i = 0; i < n && !(pool && nhwc); i++)
                 for (int c = c0; c < c1; c++) {
                     bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
                                  l->relu_fused};
@@ -478,9 +589,56 @@ ST_VEC_CLONES static void maxpool2x2_plane(float *restrict y, int32_t *restrict 
     }
 }
 
+/* Output row oh of a 2x2 max pool after a batch norm (+ ReLU) on a channels-last image (x:
+ * H x W x C, C a multiple of 8): y, am, xm as maxpool2x2_8 makes them (the batch norm's output
+ * compared in the same order, the same positions: pixels of the plane), for 8 channels at a
+ * time instead of 8 windows, written channels-last (OW x C). */
+ST_VEC_CLONES static void pool_row_nhwc(float *restrict y, int32_t *restrict am, float *restrict xm,
+                                        const float *restrict x, int C, int W, int oh, int OW,
+                                        const st_layer *bn)
+{
+    v8f zero = {0};
+    for (int ow = 0; ow < OW; ow++) {
+        int base = 2 * oh * W + 2 * ow;
+        const float *p0 = x + (size_t)base * C, *p2 = p0 + (size_t)W * C;
+        size_t o = (size_t)ow * C;
+        for (int c = 0; c < C; c += 8) {
+            v8f mean, inv, g, be, xc[4];
+            memcpy(&mean, bn->save_mean + c, sizeof mean);
+            memcpy(&inv, bn->save_invstd + c, sizeof inv);
+            memcpy(&g, bn->w + c, sizeof g);
+            memcpy(&be, bn->b + c, sizeof be);
+            memcpy(&xc[0], p0 + c, sizeof xc[0]), memcpy(&xc[1], p0 + C + c, sizeof xc[1]);
+            memcpy(&xc[2], p2 + c, sizeof xc[2]), memcpy(&xc[3], p2 + C + c, sizeof xc[3]);
+            v8f v[4];
+            for (int i = 0; i < 4; i++) {
+                v[i] = (xc[i] - mean) * inv * g + be;
+                if (bn->relu_fused)
+                    v[i] = (v8f)((v8i)v[i] & ((v[i] > zero) | (v[i] != v[i])));
+            }
+            v8f m[2];
+            v8i k[2], xs[2];
+            for (int r = 0; r < 2; r++) {
+                v8i t = POOL_WINS(v[2 * r], v[2 * r + 1]);
+                m[r] = (v8f)POOL_PICK(t, (v8i)v[2 * r + 1], (v8i)v[2 * r]);
+                k[r] = (base + r * W) + (t & 1);
+                xs[r] = POOL_PICK(t, (v8i)xc[2 * r + 1], (v8i)xc[2 * r]);
+            }
+            v8i t = POOL_WINS(m[0], m[1]);
+            v8f mm = (v8f)POOL_PICK(t, (v8i)m[1], (v8i)m[0]);
+            v8i kk = POOL_PICK(t, k[1], k[0]), xx = POOL_PICK(t, xs[1], xs[0]);
+            memcpy(y + o + c, &mm, sizeof mm);
+            memcpy(am + o + c, &kk, sizeof kk);
+            memcpy(xm + o + c, &xx, sizeof xx);
+        }
+    }
+}
+
 /* Training: with a batch norm (+ ReLU) fused before it (bn_before), the pool reads the batch
- * norm's input, the conv's output, and applies them itself (the batch norm skipped that pass). */
-static void maxpool_forward(st_layer *l, const float *in, int n, int training)
+ * norm's input, the conv's output, and applies them itself (the batch norm skipped that pass);
+ * nhwc: that input and the pool's output, argmax and xmax are channels-last (the model's NHWC
+ * chain), rows of images handed out to threads. */
+static void maxpool_forward(st_layer *l, const float *in, int n, int training, int nhwc)
 {
     int C = l->in_c, planes = n * C, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
     int K = l->pool.k, S = l->pool.s;
@@ -491,6 +649,17 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int training)
     const st_layer *bn = training ? l->bn_before : NULL;
     if (bn)
         in = bn->stats_src->out;
+    if (bn && nhwc) {
+        int rows = n * OH;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads()) if (rows > 16)
+        for (int r = 0; r < rows; r++) {
+            int i = r / OH, oh = r % OH;
+            size_t o = ((size_t)i * OH + oh) * OW * C;
+            pool_row_nhwc(l->out + o, l->argmax + o, l->xmax + o, in + (size_t)i * H * W * C, C,
+                          W, oh, OW, bn);
+        }
+        return;
+    }
     /* a few microseconds of work (one image) is done before a second thread would start */
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) \
     if ((long)planes * H * W > 16384)
@@ -702,6 +871,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
             conv_bn_eval_forward(m, l, in, n);
         else {
             st_conv_shape s = conv_shape(l);
+            s.layout = layer_nhwc(m, l);
             double *stats = m->training ? l->conv_stats : NULL;
             st_conv2d_forward(l->out, in, l->w, l->b, &s, n, m->ws, m->ws_threads, stats, 0,
                               m->training ? NULL : l->wcache);
@@ -716,7 +886,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
                                               ST_BN_EPS);
                 l->num_batches_tracked++;
             } else
-                bn_train_forward(l, in, n);
+                bn_train_forward(l, in, n, layer_nhwc(m, l));
         } else if (ref)
             batchnorm2d_forward_eval_ref(l->out, in, l->w, l->b, l->running_mean, l->running_var,
                                          n, l->in_c, l->in_h * l->in_w, ST_BN_EPS);
@@ -734,7 +904,7 @@ void st_layer_forward(st_model *m, st_layer *l, const float *in, int n)
             maxpool2d_forward_ref(l->out, l->argmax, in, n, l->in_c, l->in_h, l->in_w, l->pool.k,
                                   l->pool.s);
         else if (m->training || !l->pooled_by_conv) /* else the conv before it wrote this */
-            maxpool_forward(l, in, n, m->training);
+            maxpool_forward(l, in, n, m->training, layer_nhwc(m, l));
         break;
     case ST_L_DROPOUT:
         if (m->training && m->dropout_enabled)
@@ -772,6 +942,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
                                 l->conv.oc, l->conv.kh, l->conv.kw, l->conv.stride, l->conv.pad);
         else {
             st_conv_shape s = conv_shape(l);
+            s.layout = layer_nhwc(m, l);
             const st_layer *bn = l->bn_next;
             /* dout is then the batch norm's output gradient; the conv applies its backward */
             st_conv_bn_grad g = {0};
@@ -793,7 +964,7 @@ void st_layer_backward(st_model *m, st_layer *l, const float *in, const float *d
             batchnorm2d_backward_ref(dinp, l->dw, l->db, dout, in, l->save_mean, l->save_invstd,
                                      l->w, n, l->in_c, l->in_h * l->in_w);
         else
-            bn_backward(l, in, dout, dinp, n);
+            bn_backward(l, in, dout, dinp, n, layer_nhwc(m, l));
         break;
     case ST_L_RELU:
         if (dinp) {

@@ -7,6 +7,9 @@
 /* Allocates the scratch memory the kernels need for m (called once by st_model_create). */
 int st_kernels_init(st_model *m, st_error *err);
 void st_kernels_free(st_model *m);
+/* Whether a forward of n images runs the NHWC chain (kernels.c): training, the fast path, and
+ * every conv in the chain able to at this batch size. */
+int st_kernels_nhwc(const st_model *m, int n);
 
 /* Forward of layer l on n images: reads in, writes l->out. */
 void st_layer_forward(st_model *m, st_layer *l, const float *in, int n);

@@ -639,6 +639,7 @@ int st_model_forward(st_model *m, const float *x, int n, const float **logits, s
     m->have_loss = 0;
     int team = st_team_size(m, n);
     int cap = st_threads_cap(n < ST_SMALL_BATCH ? 1 : 0);
+    m->nhwc = st_kernels_nhwc(m, n);
     if (team > 1) {
         forward_one(m, x, team);
     } else if (!m->training && !m->reference && n > ST_EVAL_CHUNK) {

@@ -72,6 +72,9 @@ typedef struct st_layer {
                              weights (st_conv2d_forward's wcache), or NULL */
     int fused;            /* ReLU: done by the batch norm before it (or by the conv before
                              that in evaluation, or by a max pool after it in training) */
+    int nhwc;             /* the NHWC chain (model.c): conv, ST_CONV_NHWC_IN / _OUT; max pool
+                             (and the batch norm before it), 1: in a training pass that runs
+                             the chain, these tensors are channels-last */
     float *out;                          /* output activations, max_batch * out_size */
     int shares_out;                      /* out is the previous layer's buffer (in place) */
 } st_layer;
@@ -115,6 +118,8 @@ struct st_model {
     float *ws;             /* kernel workspace (kernels.c) */
     int ws_threads;        /* threads the workspace was sized for */
     int reference;         /* run the reference kernels (tests) */
+    int nhwc;              /* the last forward ran the NHWC chain (kernels.c) */
+    int nhwc_off;          /* never run it (st_model_use_nhwc) */
     st_b1_timer b1;        /* evaluation of one image: alone or by a team (model.c) */
     size_t bytes;          /* memory allocated */
     st_rng rng;            /* dropout masks */
@@ -124,5 +129,9 @@ struct st_model {
  * between training steps, not between a forward pass and its backward pass: the fast path's
  * fusions leave some activations unwritten that the reference backward would read. */
 void st_model_use_reference(st_model *m, int on);
+/* For tests and benchmarks: 0 keeps every tensor NCHW in the fast path's training passes (the
+ * same values to the bit), 1 lets them run the NHWC chain where it fits (the default). Set it
+ * between training steps, like st_model_use_reference. */
+void st_model_use_nhwc(st_model *m, int on);
 
 #endif

@@ -39,9 +39,62 @@ static double maxdiff(const char *what, const float *a, const float *b, size_t n
     return worst;
 }
 
+/* dst = src (N images of C planes of HW values) channels-last: N x HW x C. */
+static float *to_nhwc(const float *src, int N, int C, int HW)
+{
+    float *dst = malloc((size_t)N * C * HW * 4 + 4);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int p = 0; p < HW; p++)
+                dst[((size_t)n * HW + p) * C + c] = src[((size_t)n * C + c) * HW + p];
+    return dst;
+}
+
+/* Whether n floats are the same bits. */
+static int same_bits(const void *a, const void *b, size_t n)
+{
+    return memcmp(a, b, n * 4) == 0;
+}
+
 typedef struct conv_case {
     int N, C, H, W, OC, K, S, P;
 } conv_case;
+
+static int nhwc_cases[4]; /* conv cases run with each layout (ST_CONV_NHWC_IN / _OUT bits) */
+
+/* The training conv with channels-last layouts (st_conv_shape.layout) computes what it computes
+ * NCHW, to the bit, only in another memory order: y, stats, dx, dw, db are the NCHW call's. */
+static void check_nhwc(const st_conv_shape *s0, int N, const float *x, const float *w,
+                       const float *b, const float *dy, float *ws, int nt, const float *y,
+                       const double *stats, const float *dx, const float *dw, const float *db)
+{
+    int HW = s0->H * s0->W, P = s0->OH * s0->OW;
+    size_t nin = (size_t)N * s0->C * HW, nout = (size_t)N * s0->OC * P;
+    size_t nw = (size_t)s0->OC * s0->C * s0->KH * s0->KW;
+    float *xt = to_nhwc(x, N, s0->C, HW), *dyt = to_nhwc(dy, N, s0->OC, P);
+    float *yt = to_nhwc(y, N, s0->OC, P), *dxt = to_nhwc(dx, N, s0->C, HW);
+    for (int layout = 1; layout <= 3; layout++) {
+        st_conv_shape s = *s0;
+        s.layout = layout;
+        if (!st_conv_nhwc_fits(&s, N, layout))
+            continue;
+        nhwc_cases[layout]++;
+        int in = layout & ST_CONV_NHWC_IN, out = layout & ST_CONV_NHWC_OUT;
+        float *y3 = malloc(nout * 4), *dx3 = malloc(nin * 4), *dw3 = calloc(nw, 4);
+        float *db3 = calloc((size_t)s.OC, 4);
+        double *st3 = malloc(2 * (size_t)s.OC * sizeof(double));
+        st_conv2d_forward(y3, in ? xt : x, w, b, &s, N, ws, nt, st3, 0, NULL);
+        st_conv2d_backward(dx3, dw3, db3, out ? dyt : dy, in ? xt : x, w, &s, N, ws, nt, NULL);
+        int ok = same_bits(y3, out ? yt : y, nout) &&
+                 memcmp(st3, stats, 2 * (size_t)s.OC * sizeof(double)) == 0 &&
+                 same_bits(dx3, in ? dxt : dx, nin) && same_bits(dw3, dw, nw) &&
+                 same_bits(db3, db, (size_t)s.OC);
+        CHECKF(ok, "layout %s%s%s: output, sums or gradients differ from NCHW's",
+               in ? "NHWC in" : "", in && out ? ", " : "", out ? "NHWC out" : "");
+        free(y3), free(dx3), free(dw3), free(db3), free(st3);
+    }
+    free(xt), free(dyt), free(yt), free(dxt);
+}
 
 static int pooled_cases;
 
@@ -101,11 +154,12 @@ static void test_conv_fast_vs_ref(void)
     int orientation[2] = {0, 0}; /* cases run by st_conv2d_forward_affine as W * col, col^T * W^T */
     int wino_cases = 0, direct_cases = 0;
     pooled_cases = 0;
+    memset(nhwc_cases, 0, sizeof nhwc_cases);
     /* each case once as it runs by default, and once more by im2col where that is Winograd */
     for (size_t t = 0, off = 0; t < sizeof cases / sizeof *cases; t += off, off = !off) {
         const conv_case *c = &cases[t];
         int OH = st_conv_out_size(c->H, c->K, c->S, c->P), OW = st_conv_out_size(c->W, c->K, c->S, c->P);
-        st_conv_shape s = {c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P, OH, OW};
+        st_conv_shape s = {c->C, c->H, c->W, c->OC, c->K, c->K, c->S, c->P, OH, OW, 0};
         size_t nin = (size_t)c->N * c->C * c->H * c->W, nout = (size_t)c->N * c->OC * OH * OW;
         size_t nw = (size_t)c->OC * c->C * c->K * c->K;
         float *x = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(c->OC * 4);
@@ -154,6 +208,7 @@ static void test_conv_fast_vs_ref(void)
         }
         printf("    %-28s max rel. error = %.3g\n", "channel sums, sums of squares", worst_stat);
         CHECK(worst_stat < 1e-12);
+        check_nhwc(&s, c->N, x, w, b, dy, ws, nt, y2, stats, dx2, dw2, db2);
         free(stats);
 
         /* evaluation form: conv without bias, then a per-channel affine map and a ReLU (every
@@ -194,6 +249,9 @@ static void test_conv_fast_vs_ref(void)
     CHECK(wino_cases == 9 && direct_cases == 8);
     printf("  pooled as written: %d cases\n", pooled_cases);
     CHECK(pooled_cases > 0);
+    printf("  channels-last (output, sums, gradients: the NCHW bits): %d cases NHWC in, %d NHWC "
+           "out, %d both\n", nhwc_cases[1], nhwc_cases[2], nhwc_cases[3]);
+    CHECK(nhwc_cases[1] >= 9 && nhwc_cases[2] >= 9 && nhwc_cases[3] >= 5);
 }
 
 /* The convs again with each lower kernel level this CPU runs (the one-channel forward calls the
@@ -215,7 +273,7 @@ static void test_conv_lower_levels(void)
 static void test_pooled_special_values(void)
 {
     int H = 6, W = 10, OC = 16;
-    st_conv_shape s = {1, H, W, OC, 1, 1, 1, 0, H, W};
+    st_conv_shape s = {1, H, W, OC, 1, 1, 1, 0, H, W, 0};
     float x[60], w[16], scale[16] = {2, -3, 0, 1, -0.5f, INFINITY, 1, -1, 0.25f, -INFINITY, 1, 3,
                                      -2, 1e-30f, -1e30f, 1};
     float shift[16] = {0, 1, -1, INFINITY, 0.5f, 0, -INFINITY, NAN, 0, 0, -0.0f, 2, -2, 0, 1, -1};
@@ -242,7 +300,7 @@ static void test_pooled_special_values(void)
 static void test_winograd_nan_inputs(void)
 {
     int N = 4, C = 8, H = 7, W = 6, OC = 8;
-    st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+    st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W, 0};
     CHECK(st_conv_winograd(&s, N));
     size_t nin = (size_t)N * C * H * W, nout = (size_t)N * OC * H * W;
     float *x = malloc(nin * 4), *w = malloc((size_t)OC * C * 9 * 4), *b = calloc(OC, 4);
@@ -294,7 +352,7 @@ static void test_winograd_tile_sizes(void)
         for (int m = 2; m <= 4; m += 2) {
             int N = shapes[k][0], C = shapes[k][1], H = shapes[k][2], W = shapes[k][3];
             int OC = shapes[k][4];
-            st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+            st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W, 0};
             size_t nin = (size_t)N * C * H * W, nout = (size_t)N * OC * H * W;
             size_t nw = (size_t)OC * C * 9;
             float *x = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(OC * 4);
@@ -317,8 +375,8 @@ static void test_winograd_tile_sizes(void)
             free(dw1), free(dw2), free(db1), free(db2), free(ws);
         }
     st_conv_set_winograd_tile(0);
-    CHECK(st_conv_winograd_tile(&(st_conv_shape){16, 14, 14, 32, 3, 3, 1, 1, 14, 14}) == 4);
-    CHECK(st_conv_winograd_tile(&(st_conv_shape){8, 2, 2, 8, 3, 3, 1, 1, 2, 2}) == 2);
+    CHECK(st_conv_winograd_tile(&(st_conv_shape){16, 14, 14, 32, 3, 3, 1, 1, 14, 14, 0}) == 4);
+    CHECK(st_conv_winograd_tile(&(st_conv_shape){8, 2, 2, 8, 3, 3, 1, 1, 2, 2, 0}) == 2);
 }
 
 /* The Winograd backward (input and weight gradient) against finite differences of the Winograd
@@ -360,7 +418,7 @@ static void test_winograd_backward_fd(void)
     for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
         int N = shapes[k][0], C = shapes[k][1], H = shapes[k][2], W = shapes[k][3];
         int OC = shapes[k][4];
-        st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+        st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W, 0};
         CHECK(st_conv_winograd(&s, N));
         size_t nin = (size_t)N * C * H * W, nout = (size_t)N * OC * H * W, nw = (size_t)OC * C * 9;
         float *x = malloc(nin * 4), *w = malloc(nw * 4), *b = malloc(OC * 4), *r = malloc(nout * 4);
@@ -398,7 +456,7 @@ static void test_winograd_backward_fd(void)
 static void test_winograd_weight_cache(void)
 {
     int C = 16, H = 7, W = 7, OC = 32;
-    st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W};
+    st_conv_shape s = {C, H, W, OC, 3, 3, 1, 1, H, W, 0};
     size_t nin = (size_t)2 * C * H * W, nout = (size_t)2 * OC * H * W, nw = (size_t)OC * C * 9;
     float *x = malloc(nin * 4), *w = calloc(nw, 4), *b = malloc(OC * 4);
     float *y1 = malloc(nout * 4), *y2 = malloc(nout * 4), *y3 = malloc(nout * 4);
@@ -786,6 +844,121 @@ static void test_maxpool_fast_vs_ref(void)
     st_model_free(m);
 }
 
+/* The training pool after a batch norm + ReLU channels-last (the model's NHWC chain): the
+ * reference pool's values, argmax (pixels of the plane) and xmax, to the bit, ties and NaN
+ * included, with gammas of both signs and zero. */
+static void test_maxpool_nhwc(void)
+{
+    st_error err;
+    st_model *m = st_model_create(ST_MODEL_CNN, 2, 4, &err);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    const int sizes[][2] = {{28, 28}, {14, 14}, {9, 7}, {2, 2}, {5, 12}, {3, 34}};
+    st_rng r;
+    st_rng_seed(&r, 23);
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        int N = 3, C = 16, H = sizes[t][0], W = sizes[t][1], OH = H / 2, OW = W / 2;
+        size_t nin = (size_t)N * C * H * W, nout = (size_t)N * C * OH * OW;
+        float *x = malloc(nin * 4), *z = malloc(nin * 4), *y1 = malloc(nout * 4);
+        int32_t *a1 = malloc(nout * 4), *a2 = malloc(nout * 4);
+        float mean[16], invstd[16], g[16], b[16];
+        for (size_t i = 0; i < nin; i++) /* few distinct values: many ties; some NaNs */
+            x[i] = st_rng_uniform(&r) < 0.03f ? NAN : (float)(int)(3.0f * st_rng_uniform(&r));
+        for (int c = 0; c < C; c++)
+            mean[c] = frand(&r), invstd[c] = 1.0f + st_rng_uniform(&r), g[c] = frand(&r),
+            b[c] = frand(&r);
+        g[3] = 0.0f, g[4] = -0.0f, g[5] = -1.0f;
+        for (size_t i = 0; i < nin; i++) {
+            int c = (int)(i / ((size_t)H * W) % C);
+            float v = st_bn_out(x[i], mean[c], invstd[c], g[c], b[c]);
+            z[i] = v > 0.0f || v != v ? v : 0.0f;
+        }
+        maxpool2d_forward_ref(y1, a1, z, N, C, H, W, 2, 2);
+        float *xt = to_nhwc(x, N, C, H * W), *y2 = malloc(nout * 4), *xm = malloc(nout * 4);
+        st_layer conv = {0}, bn = {0}, l = {0};
+        conv.out = xt;
+        bn.stats_src = &conv, bn.relu_fused = 1;
+        bn.save_mean = mean, bn.save_invstd = invstd, bn.w = g, bn.b = b;
+        l.kind = ST_L_MAXPOOL;
+        l.in_c = C, l.in_h = H, l.in_w = W, l.out_h = OH, l.out_w = OW;
+        l.pool.k = 2, l.pool.s = 2;
+        l.out = y2, l.argmax = a2, l.xmax = xm, l.bn_before = &bn, l.nhwc = 1;
+        m->training = 1, m->nhwc = 1;
+        st_layer_forward(m, &l, NULL, N);
+        m->nhwc = 0;
+        size_t bad = 0;
+        for (int i = 0; i < N; i++)
+            for (int c = 0; c < C; c++)
+                for (int p = 0; p < OH * OW; p++) {
+                    size_t o = ((size_t)i * C + c) * OH * OW + p, q = ((size_t)i * OH * OW + p) * C + c;
+                    float xa = x[((size_t)i * C + c) * H * W + (size_t)a1[o]];
+                    bad += !same_bits(&y1[o], &y2[q], 1) || a1[o] != a2[q] ||
+                           !same_bits(&xm[q], &xa, 1);
+                }
+        printf("  maxpool %dx%d channels-last after batch norm + ReLU: %zu of %zu outputs differ\n",
+               H, W, bad, nout);
+        CHECK(bad == 0);
+        free(x), free(z), free(y1), free(a1), free(a2), free(xt), free(y2), free(xm);
+    }
+    st_model_free(m);
+}
+
+/* Training with the NHWC chain (the default) and without it (st_model_use_nhwc(0)): the same
+ * losses, gradients, batch-norm statistics and, after Adam, parameters, to the bit; dropout on,
+ * 2 threads; at 13 images the chain runs, at 3 (under Winograd's minimum) it does not. */
+static void test_nhwc_chain_bit_identical(void)
+{
+    int saved = st_get_threads();
+    st_set_threads(2);
+    const int sizes[] = {13, 64, 3};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        int N = sizes[t];
+        st_error err;
+        st_model *a = st_model_create(ST_MODEL_CNN, N, 31, &err);
+        st_model *b = st_model_create(ST_MODEL_CNN, N, 31, &err);
+        CHECK(a && b);
+        if (!a || !b)
+            return;
+        st_model_use_nhwc(a, 0);
+        st_optim_config cfg = st_adam_config(1e-3);
+        st_optim *oa = st_optim_create(a, &cfg, &err), *ob = st_optim_create(b, &cfg, &err);
+        st_rng r;
+        st_rng_seed(&r, 17);
+        float *x = malloc((size_t)N * 784 * 4);
+        uint8_t y[64];
+        int same = 1, ran = 1;
+        for (int step = 0; step < 3; step++) {
+            for (int i = 0; i < N * 784; i++)
+                x[i] = st_rng_uniform(&r);
+            for (int i = 0; i < N; i++)
+                y[i] = (uint8_t)st_rng_below(&r, 10);
+            float la, lb;
+            st_model_zero_grad(a), st_model_zero_grad(b);
+            CHECK(st_model_forward(a, x, N, NULL, &err) == 0);
+            CHECK(st_model_forward(b, x, N, NULL, &err) == 0);
+            ran &= b->nhwc && !a->nhwc;
+            CHECK(st_model_loss(a, y, &la, &err) == 0 && st_model_loss(b, y, &lb, &err) == 0);
+            CHECK(st_model_backward(a, &err) == 0 && st_model_backward(b, &err) == 0);
+            same &= same_bits(&la, &lb, 1) &&
+                    same_bits(st_model_grads(a), st_model_grads(b), st_model_num_params(a));
+            st_optim_step(oa), st_optim_step(ob);
+        }
+        for (int i = 0; i < st_model_num_tensors(a); i++) { /* parameters, running statistics */
+            const st_tensor *ta = st_model_tensor(a, i), *tb = st_model_tensor(b, i);
+            same &= memcmp(ta->data, tb->data, ta->numel * (ta->dtype == ST_I64 ? 8 : 4)) == 0;
+        }
+        printf("  %d images: NHWC chain %s; losses, gradients, parameters and statistics after 3 "
+               "steps %s\n", N, ran ? "ran" : "not run", same ? "the same bits" : "DIFFER");
+        CHECK(same);
+        CHECK(ran == (N >= ST_CONV_WINOGRAD_MIN_BATCH));
+        free(x);
+        st_optim_free(oa), st_optim_free(ob);
+        st_model_free(a), st_model_free(b);
+    }
+    st_set_threads(saved);
+}
+
 static void test_bn_stats_large_mean(void)
 {
     st_error err;
@@ -808,21 +981,30 @@ static void test_bn_stats_large_mean(void)
     const float offsets[] = {0.0f, 300.0f, 3e5f};
     const st_layer *conv = &b->layers[0], *bn = &b->layers[1];
     int C = bn->in_c, HW = bn->in_h * bn->in_w;
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < 6; t++) { /* each input with the conv's output NHWC, then NCHW */
+        st_model_use_nhwc(b, t < 3);
         for (int i = 0; i < N * 784; i++)
-            x[i] = offsets[t] + st_rng_uniform(&r);
+            x[i] = offsets[t % 3] + st_rng_uniform(&r);
         const float *lb;
         CHECK(st_model_forward(b, x, N, &lb, &err) == 0);
+        int nhwc = b->nhwc && (conv->nhwc & ST_CONV_NHWC_OUT);
+        CHECK(nhwc == (t < 3));
+        /* the conv's output as the batch norm read it: x[image][channel][pixel] */
+        float *cx = nhwc ? malloc((size_t)N * C * HW * 4) : conv->out;
+        for (int i = 0; nhwc && i < N; i++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < HW; k++)
+                    cx[((size_t)i * C + c) * HW + k] = conv->out[((size_t)i * HW + k) * C + c];
         double worst_mean = 0, worst_invstd = 0, ratio = 0;
         for (int c = 0; c < C; c++) {
             double s = 0, ss = 0, s2 = 0;
             for (int i = 0; i < N; i++)
                 for (int k = 0; k < HW; k++)
-                    s += conv->out[((size_t)i * C + c) * HW + k];
+                    s += cx[((size_t)i * C + c) * HW + k];
             double mean = s / ((double)N * HW);
             for (int i = 0; i < N; i++)
                 for (int k = 0; k < HW; k++) {
-                    double v = conv->out[((size_t)i * C + c) * HW + k];
+                    double v = cx[((size_t)i * C + c) * HW + k];
                     ss += (v - mean) * (v - mean);
                     s2 += v * v;
                 }
@@ -833,9 +1015,11 @@ static void test_bn_stats_large_mean(void)
             worst_invstd = di > worst_invstd ? di : worst_invstd;
             ratio = s2 / ss > ratio ? s2 / ss : ratio;
         }
-        printf("    inputs %g + U(0,1): sum x^2 / sum (x-mean)^2 up to %.3g; batch-norm mean rel "
-               "%.3g, 1/std rel %.3g (vs two passes)\n",
-               (double)offsets[t], ratio, worst_mean, worst_invstd);
+        printf("    inputs %g + U(0,1), %s: sum x^2 / sum (x-mean)^2 up to %.3g; batch-norm mean "
+               "rel %.3g, 1/std rel %.3g (vs two passes)\n",
+               (double)offsets[t % 3], nhwc ? "NHWC" : "NCHW", ratio, worst_mean, worst_invstd);
+        if (nhwc)
+            free(cx);
         CHECK(worst_mean < 1e-6);
         CHECK(worst_invstd < 1e-6);
     }
@@ -937,6 +1121,8 @@ int main(void)
     RUN(test_winograd_backward_fd);
     RUN(test_winograd_weight_cache);
     RUN(test_maxpool_fast_vs_ref);
+    RUN(test_maxpool_nhwc);
+    RUN(test_nhwc_chain_bit_identical);
     RUN(test_eval_chunked);
     RUN(test_eval_after_param_writes);
     RUN(test_bn_stats_large_mean);

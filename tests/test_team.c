@@ -88,7 +88,7 @@ static void test_conv_members(void)
         int C = cases[t][0], H = cases[t][1], W = cases[t][2], OC = cases[t][3], K = cases[t][4],
             pad = cases[t][5];
         int OH = st_conv_out_size(H, K, 1, pad), OW = st_conv_out_size(W, K, 1, pad);
-        st_conv_shape s = {C, H, W, OC, K, K, 1, pad, OH, OW};
+        st_conv_shape s = {C, H, W, OC, K, K, 1, pad, OH, OW, 0};
         size_t nin = (size_t)C * H * W, nout = (size_t)OC * OH * OW, nw = (size_t)OC * C * K * K;
         float *x = malloc(nin * 4), *w = malloc(nw * 4), *scale = malloc(OC * 4),
               *shift = malloc(OC * 4);
@@ -138,8 +138,8 @@ static void test_conv_members(void)
     }
     /* no team path (the model runs them whole, on one member): one channel whose weight panels
      * would not fit in a member's scratch; Winograd without a cache */
-    st_conv_shape small = {1, 5, 6, 40, 3, 3, 1, 1, 5, 6};
-    st_conv_shape wino = {16, 14, 14, 32, 3, 3, 1, 1, 14, 14};
+    st_conv_shape small = {1, 5, 6, 40, 3, 3, 1, 1, 5, 6, 0};
+    st_conv_shape wino = {16, 14, 14, 32, 3, 3, 1, 1, 14, 14, 0};
     CHECK(!st_conv_member_fits(&small, 0) && !st_conv_member_fits(&wino, 0));
     printf("  %d conv shapes by teams of 1 to 4, pooled or not (%d runs)\n",
            (int)(sizeof cases / sizeof *cases), runs);
