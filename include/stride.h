@@ -111,6 +111,8 @@ typedef struct st_layer_info {
     int in_c, in_h, in_w;    /* per-image input shape (in_h = in_w = 1 for vectors) */
     int out_c, out_h, out_w; /* per-image output shape */
     size_t num_params;       /* trainable parameters of this layer */
+    int channels_last;       /* st_model_layer_output holds this layer's output of the last
+                                forward as n x out_h x out_w x out_c (see there), not NCHW */
 } st_layer_info;
 
 int st_model_num_layers(const st_model *m);
@@ -124,7 +126,8 @@ void st_model_layer_info(const st_model *m, int i, st_layer_info *info);
  * ReLU followed by a 2x2 max pool are applied by the pool as it reads the convolution's output,
  * so their own output is not kept (the pool's is); and where such a pool feeds a 3x3
  * convolution (the CNN's first two blocks, batches of 4 images or more), that convolution's
- * output and the pool's are kept channels-last, n x out_h x out_w x out_c. */
+ * output and the pool's are kept channels-last, n x out_h x out_w x out_c (st_layer_info's
+ * channels_last says which, for the last forward). */
 const float *st_model_layer_output(const st_model *m, int i);
 
 /* Named tensors in PyTorch state_dict order: parameters and buffers (BatchNorm running_mean,

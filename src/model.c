@@ -8,6 +8,7 @@
  */
 #include "model.h"
 
+#include "conv.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "layers.h"
@@ -493,6 +494,9 @@ void st_model_layer_info(const st_model *m, int i, st_layer_info *info)
     info->in_c = l->in_c, info->in_h = l->in_h, info->in_w = l->in_w;
     info->out_c = l->out_c, info->out_h = l->out_h, info->out_w = l->out_w;
     info->num_params = layer_num_params(l);
+    /* (of the chain's layers, the convs writing channels-last and the pools are kept) */
+    int kept = l->kind == ST_L_MAXPOOL || (l->kind == ST_L_CONV && (l->nhwc & ST_CONV_NHWC_OUT));
+    info->channels_last = m->nhwc && m->training && !m->reference && l->nhwc && kept;
 }
 
 const float *st_model_layer_output(const st_model *m, int i)

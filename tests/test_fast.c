@@ -905,8 +905,10 @@ static void test_maxpool_nhwc(void)
 }
 
 /* Training with the NHWC chain (the default) and without it (st_model_use_nhwc(0)): the same
- * losses, gradients, batch-norm statistics and, after Adam, parameters, to the bit; dropout on,
- * 2 threads; at 13 images the chain runs, at 3 (under Winograd's minimum) it does not. */
+ * activations (the four kept channels-last, conv1, pool 1, conv2 and pool 2, said so by
+ * st_layer_info), losses, gradients, batch-norm statistics and, after Adam, parameters, to the
+ * bit; dropout on, 2 threads; at 13 and 64 images the chain runs, at 3 (under Winograd's
+ * minimum) it does not. */
 static void test_nhwc_chain_bit_identical(void)
 {
     int saved = st_get_threads();
@@ -938,6 +940,22 @@ static void test_nhwc_chain_bit_identical(void)
             CHECK(st_model_forward(a, x, N, NULL, &err) == 0);
             CHECK(st_model_forward(b, x, N, NULL, &err) == 0);
             ran &= b->nhwc && !a->nhwc;
+            /* the outputs kept channels-last (st_layer_info): NCHW's, transposed, to the bit */
+            int nlast = 0;
+            for (int i = 0; i < st_model_num_layers(b); i++) {
+                st_layer_info ia, ib;
+                st_model_layer_info(a, i, &ia);
+                st_model_layer_info(b, i, &ib);
+                CHECK(!ia.channels_last);
+                if (!ib.channels_last)
+                    continue;
+                nlast++;
+                int HW = ib.out_h * ib.out_w;
+                float *tr = to_nhwc(st_model_layer_output(a, i), N, ib.out_c, HW);
+                same &= same_bits(tr, st_model_layer_output(b, i), (size_t)N * ib.out_c * HW);
+                free(tr);
+            }
+            CHECK(nlast == (N >= ST_CONV_WINOGRAD_MIN_BATCH ? 4 : 0));
             CHECK(st_model_loss(a, y, &la, &err) == 0 && st_model_loss(b, y, &lb, &err) == 0);
             CHECK(st_model_backward(a, &err) == 0 && st_model_backward(b, &err) == 0);
             same &= same_bits(&la, &lb, 1) &&
@@ -948,8 +966,9 @@ static void test_nhwc_chain_bit_identical(void)
             const st_tensor *ta = st_model_tensor(a, i), *tb = st_model_tensor(b, i);
             same &= memcmp(ta->data, tb->data, ta->numel * (ta->dtype == ST_I64 ? 8 : 4)) == 0;
         }
-        printf("  %d images: NHWC chain %s; losses, gradients, parameters and statistics after 3 "
-               "steps %s\n", N, ran ? "ran" : "not run", same ? "the same bits" : "DIFFER");
+        printf("  %d images: NHWC chain %s; activations, losses, gradients, parameters and "
+               "statistics over 3 steps %s\n", N, ran ? "ran" : "not run",
+               same ? "the same bits" : "DIFFER");
         CHECK(same);
         CHECK(ran == (N >= ST_CONV_WINOGRAD_MIN_BATCH));
         free(x);
