@@ -494,9 +494,10 @@ void st_model_layer_info(const st_model *m, int i, st_layer_info *info)
     info->in_c = l->in_c, info->in_h = l->in_h, info->in_w = l->in_w;
     info->out_c = l->out_c, info->out_h = l->out_h, info->out_w = l->out_w;
     info->num_params = layer_num_params(l);
-    /* (of the chain's layers, the convs writing channels-last and the pools are kept) */
+    /* the layout the last forward left (whatever the mode is now): of the chain's layers, the
+     * convs writing channels-last and the pools keep their output */
     int kept = l->kind == ST_L_MAXPOOL || (l->kind == ST_L_CONV && (l->nhwc & ST_CONV_NHWC_OUT));
-    info->channels_last = m->nhwc && m->training && !m->reference && l->nhwc && kept;
+    info->channels_last = m->nhwc && l->nhwc && kept;
 }
 
 const float *st_model_layer_output(const st_model *m, int i)

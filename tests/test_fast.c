@@ -969,6 +969,20 @@ static void test_nhwc_chain_bit_identical(void)
         printf("  %d images: NHWC chain %s; activations, losses, gradients, parameters and "
                "statistics over 3 steps %s\n", N, ran ? "ran" : "not run",
                same ? "the same bits" : "DIFFER");
+        /* st_layer_info tells the layout the last forward left, in whatever mode the model is
+         * now; an evaluation forward leaves NCHW */
+        int kept[2] = {0, 0};
+        st_model_set_training(b, 0);
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass)
+                CHECK(st_model_forward(b, x, N, NULL, &err) == 0);
+            for (int i = 0; i < st_model_num_layers(b); i++) {
+                st_layer_info ib;
+                st_model_layer_info(b, i, &ib);
+                kept[pass] += ib.channels_last;
+            }
+        }
+        CHECK(kept[0] == (N >= ST_CONV_WINOGRAD_MIN_BATCH ? 4 : 0) && kept[1] == 0);
         CHECK(same);
         CHECK(ran == (N >= ST_CONV_WINOGRAD_MIN_BATCH));
         free(x);
