@@ -1584,23 +1584,16 @@ ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb,
     }
 }
 
-/* Backward of group g: its weight-gradient partial, and its images' input gradients. */
-static void backward_group(const conv_call *c, int g, float *col, int inner)
+/* backward_group's dy[OC, gn*P] and bias gradient pb for the images [lo, lo + gn), from NCHW:
+ * image by image through ST_CHAN_BLOCK channels at a time, so that each image's planes are read
+ * in order (one stream, not one per plane), each channel's sums still over the images in order. */
+static void gather_dy(float *restrict dy, float *restrict pb, const conv_call *c, int lo, int gn)
 {
     const st_conv_shape *s = c->s;
-    int lo, hi;
-    st_part_range(c->N, g, c->ng, &lo, &hi);
-    int gn = hi - lo, P = c->P, CKK = c->CKK;
-    size_t ldc = (size_t)gn * P, wsize = (size_t)s->OC * CKK;
-    float *dy = col + c->colf, *xp = dy + (size_t)s->OC * c->G * P;
-    float *pw = c->partial + (size_t)g * (wsize + (size_t)s->OC), *pb = pw + wsize;
-    /* gather dy[OC, gn*P] and the bias gradient of this group: image by image through
-     * ST_CHAN_BLOCK channels at a time, so that each image's planes are read in order (one
-     * stream, not one per plane), each channel's sums still over the images in order */
     const st_conv_bn_grad *bn = c->bn;
-    if (c->out_nhwc)
-        gather_dy_nhwc(dy, pb, c, lo, gn);
-    for (int o0 = 0; o0 < s->OC && !c->out_nhwc; o0 += ST_CHAN_BLOCK) {
+    int P = c->P;
+    size_t ldc = (size_t)gn * P;
+    for (int o0 = 0; o0 < s->OC; o0 += ST_CHAN_BLOCK) {
         int o1 = s->OC - o0 < ST_CHAN_BLOCK ? s->OC : o0 + ST_CHAN_BLOCK;
         double acc[ST_CHAN_BLOCK][8] = {{0}};
         for (int j = 0; j < gn; j++)
@@ -1621,6 +1614,22 @@ static void backward_group(const conv_call *c, int g, float *col, int inner)
         for (int oc = o0; oc < o1; oc++)
             pb[oc] = (float)st_sum8(acc[oc - o0]);
     }
+}
+
+/* Backward of group g: its weight-gradient partial, and its images' input gradients. */
+static void backward_group(const conv_call *c, int g, float *col, int inner)
+{
+    const st_conv_shape *s = c->s;
+    int lo, hi;
+    st_part_range(c->N, g, c->ng, &lo, &hi);
+    int gn = hi - lo, P = c->P, CKK = c->CKK;
+    size_t ldc = (size_t)gn * P, wsize = (size_t)s->OC * CKK;
+    float *dy = col + c->colf, *xp = dy + (size_t)s->OC * c->G * P;
+    float *pw = c->partial + (size_t)g * (wsize + (size_t)s->OC), *pb = pw + wsize;
+    if (c->out_nhwc)
+        gather_dy_nhwc(dy, pb, c, lo, gn);
+    else
+        gather_dy(dy, pb, c, lo, gn);
     if (c->wino) {
         wino_weight_grad(pw, c, lo, gn, dy, ldc, col, wino_scratch(c, col));
     } else if (direct_fits(s)) {

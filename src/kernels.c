@@ -431,18 +431,21 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
         for (int c0 = lo; c0 < hi; c0 += ST_CHAN_BLOCK) {
             int c1 = hi - c0 < ST_CHAN_BLOCK ? hi : c0 + ST_CHAN_BLOCK;
             double a1[ST_CHAN_BLOCK][8] = {{0}}, a2[ST_CHAN_BLOCK][8] = {{0}};
-            if (pool && nhwc)
-                chan_dsums_nhwc(a1, a2, pool->xmax, dout, l, c0, c1, n, PHW);
-            for (int i = 0; i < n && !(pool && nhwc); i++)
-                for (int c = c0; c < c1; c++) {
-                    bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
-                                 l->relu_fused};
-                    size_t off = ((size_t)i * C + c) * HW, poff = ((size_t)i * C + c) * PHW;
-                    if (pool)
-                        chan_dsums(a1[c - c0], a2[c - c0], pool->xmax + poff, dout + poff, q, PHW);
-                    else
-                        chan_dsums(a1[c - c0], a2[c - c0], in + off, dout + off, q, HW);
-                }
+            if (nhwc)
+                chan_dsums_nhwc(a1, a2, pool ? pool->xmax : in, dout, l, c0, c1, n,
+                                pool ? PHW : HW);
+            else
+                for (int i = 0; i < n; i++)
+                    for (int c = c0; c < c1; c++) {
+                        bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
+                                     l->relu_fused};
+                        size_t off = ((size_t)i * C + c) * HW, poff = ((size_t)i * C + c) * PHW;
+                        if (pool)
+                            chan_dsums(a1[c - c0], a2[c - c0], pool->xmax + poff, dout + poff, q,
+                                       PHW);
+                        else
+                            chan_dsums(a1[c - c0], a2[c - c0], in + off, dout + off, q, HW);
+                    }
             for (int c = c0; c < c1; c++)
                 bn_grads(l, in, dout, dinp, n, c, st_sum8(a1[c - c0]), st_sum8(a2[c - c0]), defer);
         }

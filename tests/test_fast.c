@@ -769,9 +769,30 @@ static void test_eval_chunked(void)
     st_model_free(a), st_model_free(b);
 }
 
-/* Batch norm after a conv takes its statistics from sums the conv computed as it wrote its output
- * (one pass, in double). Inputs with a huge mean and a small spread make that formula cancel;
- * the statistics must still be those of two exact passes over the conv's output. */
+/* x: few distinct values (many ties in a pool's windows), some NaNs. */
+static void fill_ties(float *x, size_t n, st_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = st_rng_uniform(r) < 0.03f ? NAN : (float)(int)(3.0f * st_rng_uniform(r));
+}
+
+/* The reference of a training pool fused after a batch norm + ReLU: y, am = the 2x2 pool of
+ * relu(bn(x)) (NCHW, channel c's statistics and affine map mean, invstd, g, b). */
+static void bn_relu_pool_ref(float *y, int32_t *am, const float *x, int N, int C, int H, int W,
+                             const float *mean, const float *invstd, const float *g,
+                             const float *b)
+{
+    size_t nin = (size_t)N * C * H * W;
+    float *z = malloc(nin * 4);
+    for (size_t i = 0; i < nin; i++) {
+        int c = (int)(i / ((size_t)H * W) % C);
+        float v = st_bn_out(x[i], mean[c], invstd[c], g[c], b[c]);
+        z[i] = v > 0.0f || v != v ? v : 0.0f;
+    }
+    maxpool2d_forward_ref(y, am, z, N, C, H, W, 2, 2);
+    free(z);
+}
+
 /* The fast 2x2 max pool (vector, four outputs at a time, overlapping at the end of a row) against
  * the reference, exactly: values, positions of the maxima, ties (first wins) and NaNs. */
 static void test_maxpool_fast_vs_ref(void)
@@ -790,8 +811,7 @@ static void test_maxpool_fast_vs_ref(void)
         size_t nin = (size_t)N * C * H * W, nout = (size_t)N * C * OH * OW;
         float *x = malloc(nin * 4), *y1 = malloc(nout * 4), *y2 = malloc(nout * 4);
         int32_t *a1 = malloc(nout * 4), *a2 = malloc(nout * 4);
-        for (size_t i = 0; i < nin; i++) /* few distinct values: many ties; some NaNs */
-            x[i] = st_rng_uniform(&r) < 0.03f ? NAN : (float)(int)(3.0f * st_rng_uniform(&r));
+        fill_ties(x, nin, &r);
         maxpool2d_forward_ref(y1, a1, x, N, C, H, W, 2, 2);
         st_layer l = {0};
         l.kind = ST_L_MAXPOOL;
@@ -812,16 +832,11 @@ static void test_maxpool_fast_vs_ref(void)
         }
         /* training, fused after a conv's batch norm + ReLU (model.c): the pool reads the conv's
          * output x, applies the batch norm and the ReLU, and saves x at each maximum */
-        float mean[5], invstd[5], g[5], b[5], *z = malloc(nin * 4), *xm = malloc(nout * 4);
+        float mean[5], invstd[5], g[5], b[5], *xm = malloc(nout * 4);
         for (int c = 0; c < C; c++)
             mean[c] = frand(&r), invstd[c] = 1.0f + st_rng_uniform(&r), g[c] = frand(&r),
             b[c] = frand(&r);
-        for (size_t i = 0; i < nin; i++) {
-            int c = (int)(i / ((size_t)H * W) % C);
-            float v = st_bn_out(x[i], mean[c], invstd[c], g[c], b[c]);
-            z[i] = v > 0.0f || v != v ? v : 0.0f;
-        }
-        maxpool2d_forward_ref(y1, a1, z, N, C, H, W, 2, 2);
+        bn_relu_pool_ref(y1, a1, x, N, C, H, W, mean, invstd, g, b);
         st_layer conv = {0}, bn = {0};
         conv.out = x;
         bn.stats_src = &conv, bn.relu_fused = 1;
@@ -838,7 +853,7 @@ static void test_maxpool_fast_vs_ref(void)
         printf("  maxpool %dx%d after batch norm + ReLU: %zu of %zu outputs differ\n", H, W, bad,
                nout);
         CHECK(bad == 0);
-        free(z), free(xm);
+        free(xm);
         free(x), free(y1), free(y2), free(a1), free(a2);
     }
     st_model_free(m);
@@ -860,21 +875,15 @@ static void test_maxpool_nhwc(void)
     for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
         int N = 3, C = 16, H = sizes[t][0], W = sizes[t][1], OH = H / 2, OW = W / 2;
         size_t nin = (size_t)N * C * H * W, nout = (size_t)N * C * OH * OW;
-        float *x = malloc(nin * 4), *z = malloc(nin * 4), *y1 = malloc(nout * 4);
+        float *x = malloc(nin * 4), *y1 = malloc(nout * 4);
         int32_t *a1 = malloc(nout * 4), *a2 = malloc(nout * 4);
         float mean[16], invstd[16], g[16], b[16];
-        for (size_t i = 0; i < nin; i++) /* few distinct values: many ties; some NaNs */
-            x[i] = st_rng_uniform(&r) < 0.03f ? NAN : (float)(int)(3.0f * st_rng_uniform(&r));
+        fill_ties(x, nin, &r);
         for (int c = 0; c < C; c++)
             mean[c] = frand(&r), invstd[c] = 1.0f + st_rng_uniform(&r), g[c] = frand(&r),
             b[c] = frand(&r);
         g[3] = 0.0f, g[4] = -0.0f, g[5] = -1.0f;
-        for (size_t i = 0; i < nin; i++) {
-            int c = (int)(i / ((size_t)H * W) % C);
-            float v = st_bn_out(x[i], mean[c], invstd[c], g[c], b[c]);
-            z[i] = v > 0.0f || v != v ? v : 0.0f;
-        }
-        maxpool2d_forward_ref(y1, a1, z, N, C, H, W, 2, 2);
+        bn_relu_pool_ref(y1, a1, x, N, C, H, W, mean, invstd, g, b);
         float *xt = to_nhwc(x, N, C, H * W), *y2 = malloc(nout * 4), *xm = malloc(nout * 4);
         st_layer conv = {0}, bn = {0}, l = {0};
         conv.out = xt;
@@ -899,7 +908,7 @@ static void test_maxpool_nhwc(void)
         printf("  maxpool %dx%d channels-last after batch norm + ReLU: %zu of %zu outputs differ\n",
                H, W, bad, nout);
         CHECK(bad == 0);
-        free(x), free(z), free(y1), free(a1), free(a2), free(xt), free(y2), free(xm);
+        free(x), free(y1), free(a1), free(a2), free(xt), free(y2), free(xm);
     }
     st_model_free(m);
 }
@@ -992,6 +1001,9 @@ static void test_nhwc_chain_bit_identical(void)
     st_set_threads(saved);
 }
 
+/* Batch norm after a conv takes its statistics from sums the conv computed as it wrote its output
+ * (one pass, in double). Inputs with a huge mean and a small spread make that formula cancel;
+ * the statistics must still be those of two exact passes over the conv's output. */
 static void test_bn_stats_large_mean(void)
 {
     st_error err;
