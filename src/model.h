@@ -133,5 +133,9 @@ void st_model_use_reference(st_model *m, int on);
  * same values to the bit), 1 lets them run the NHWC chain where it fits (the default). Set it
  * between training steps, like st_model_use_reference. */
 void st_model_use_nhwc(st_model *m, int on);
+/* Where a caller may place a batch of inputs (max_batch images) so that a forward reading it
+ * does not copy it: the first layer's output buffer when that layer is a Flatten, whose forward
+ * is then a view; NULL otherwise. The batch stays there until the next forward. */
+float *st_model_input_slot(st_model *m);
 
 #endif

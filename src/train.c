@@ -81,11 +81,13 @@ int st_train_epoch_resume(st_model *m, st_optim *o, const st_dataset *ds, int ba
     res->batches = start_batch;
     int rc = 0;
     st_model_zero_grad(m); /* then zeroed by each step as it uses them */
+    /* the batch straight where the first layer would copy it, if it would (a Flatten) */
+    float *x = st_model_input_slot(m) ? st_model_input_slot(m) : b.x;
     for (int bi = start_batch; bi < nb; bi++) {
         int lo = bi * batch, n = ds->n - lo < batch ? ds->n - lo : batch;
-        st_dataset_batch(ds, b.idx + lo, n, b.x, b.y);
+        st_dataset_batch(ds, b.idx + lo, n, x, b.y);
         float loss;
-        if (st_model_forward(m, b.x, n, NULL, err) != 0 || st_model_loss(m, b.y, &loss, err) != 0) {
+        if (st_model_forward(m, x, n, NULL, err) != 0 || st_model_loss(m, b.y, &loss, err) != 0) {
             rc = -1;
             break;
         }

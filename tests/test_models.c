@@ -430,6 +430,77 @@ static void test_dropout_in_model(void)
     ref_close(&rf);
 }
 
+/* ------------------------------------------------------------------------------ epoch */
+
+/* st_train_epoch is its batches' forward, loss, backward and step, in the order of its shuffle
+ * (a Fisher-Yates permutation drawn with st_rng_below from the last index down): the same weights
+ * and cost to the bit as those calls made by hand with the caller's own input buffer. The
+ * epoch stages each batch in the model's input slot where the first layer is a Flatten (the
+ * linear and multi-layer nets), so this checks that nothing reads or overwrites it amiss; the
+ * CNN, without a slot, runs the same check. 150 images: two batches of 64 and one of 22. */
+static void test_train_epoch_is_its_steps(void)
+{
+    enum { N = 150, B = 64 };
+    const st_model_kind kinds[3] = {ST_MODEL_LINEAR, ST_MODEL_MLP, ST_MODEL_CNN};
+    static uint8_t images[N * 784], labels[N];
+    st_rng r;
+    st_rng_seed(&r, 11);
+    for (int i = 0; i < N * 784; i++)
+        images[i] = (uint8_t)(st_rng_next(&r) >> 56);
+    for (int i = 0; i < N; i++)
+        labels[i] = (uint8_t)(st_rng_next(&r) % 10);
+    st_dataset ds = {N, 28, 28, images, labels};
+    st_set_threads(1);
+    for (int t = 0; t < 3; t++) {
+        st_error err = {{0}};
+        st_optim_config cfg = st_adam_config(1e-3);
+        st_model *a = st_model_create(kinds[t], B, 21, &err), *b = st_model_create(kinds[t], B, 21, &err);
+        st_optim *oa = a ? st_optim_create(a, &cfg, &err) : NULL;
+        st_optim *ob = b ? st_optim_create(b, &cfg, &err) : NULL;
+        CHECKF(oa && ob, "%s", err.msg);
+        if (!oa || !ob)
+            return;
+        CHECK((st_model_input_slot(a) != NULL) == (kinds[t] != ST_MODEL_CNN));
+        st_rng sa, sb;
+        st_rng_seed(&sa, 5);
+        sb = sa;
+        st_epoch_result res;
+        CHECKF(st_train_epoch(a, oa, &ds, B, &sa, NULL, NULL, &res, &err) == 0, "%s", err.msg);
+
+        uint32_t idx[N];
+        for (int i = 0; i < N; i++)
+            idx[i] = (uint32_t)i;
+        for (int i = N - 1; i > 0; i--) {
+            uint32_t j = st_rng_below(&sb, (uint32_t)i + 1), k = idx[i];
+            idx[i] = idx[j], idx[j] = k;
+        }
+        static float x[B * 784];
+        uint8_t y[B];
+        double sum = 0.0;
+        st_model_set_training(b, 1);
+        st_model_zero_grad(b);
+        for (int lo = 0; lo < N; lo += B) {
+            int n = N - lo < B ? N - lo : B;
+            float loss = 0.0f;
+            st_dataset_batch(&ds, idx + lo, n, x, y);
+            CHECK(st_model_forward(b, x, n, NULL, &err) == 0);
+            CHECK(st_model_loss(b, y, &loss, &err) == 0);
+            CHECK(st_model_backward(b, &err) == 0);
+            st_optim_step_zero_grad(ob);
+            sum += loss;
+        }
+        size_t np = st_model_num_params(a);
+        CHECKF(memcmp(st_model_params(a), st_model_params(b), np * sizeof(float)) == 0,
+               "%s: weights after the epoch differ from its steps'", st_model_kind_name(kinds[t]));
+        CHECKF(res.cost == sum / 3 && res.num_batches == 3, "%s: cost %.9g vs %.9g",
+               st_model_kind_name(kinds[t]), res.cost, sum / 3);
+        CHECK(memcmp(&sa, &sb, sizeof sa) == 0); /* the shuffle drew as much */
+        st_optim_free(oa), st_optim_free(ob);
+        st_model_free(a), st_model_free(b);
+    }
+    st_set_threads(0);
+}
+
 /* ------------------------------------------------------------------------------ init */
 
 /* PyTorch's default init (Kaiming-uniform with a = sqrt(5) for weights, the same bound for
@@ -529,6 +600,7 @@ int main(void)
     RUN(test_adam_mlp);
     RUN(test_sgd_mlp);
     RUN(test_dropout_in_model);
+    RUN(test_train_epoch_is_its_steps);
     RUN(test_default_init);
     return CHECK_DONE();
 }
