@@ -481,14 +481,14 @@ int st_model_is_training(const st_model *m) { return m->training; }
 void st_model_set_dropout(st_model *m, int enabled) { m->dropout_enabled = enabled != 0; }
 st_rng *st_model_rng(st_model *m) { return &m->rng; }
 float *st_model_params(st_model *m) { return m->params; }
+float *st_model_grads(st_model *m) { return m->grads; }
+int st_model_num_layers(const st_model *m) { return m->nlayers; }
+int st_model_num_tensors(const st_model *m) { return m->ntensors; }
 
 float *st_model_input_slot(st_model *m)
 {
     return m->nlayers > 0 && m->layers[0].kind == ST_L_FLATTEN ? m->layers[0].out : NULL;
 }
-float *st_model_grads(st_model *m) { return m->grads; }
-int st_model_num_layers(const st_model *m) { return m->nlayers; }
-int st_model_num_tensors(const st_model *m) { return m->ntensors; }
 
 void st_model_layer_info(const st_model *m, int i, st_layer_info *info)
 {

@@ -82,7 +82,9 @@ int st_train_epoch_resume(st_model *m, st_optim *o, const st_dataset *ds, int ba
     int rc = 0;
     st_model_zero_grad(m); /* then zeroed by each step as it uses them */
     /* the batch straight where the first layer would copy it, if it would (a Flatten) */
-    float *x = st_model_input_slot(m) ? st_model_input_slot(m) : b.x;
+    float *x = st_model_input_slot(m);
+    if (!x)
+        x = b.x;
     for (int bi = start_batch; bi < nb; bi++) {
         int lo = bi * batch, n = ds->n - lo < batch ? ds->n - lo : batch;
         st_dataset_batch(ds, b.idx + lo, n, x, b.y);
