@@ -798,7 +798,65 @@ static void relu_backward(float *dinp, const float *dout, const float *out, size
     chunked_backward(dinp, dout, out, total, relu_backward_inplace_chunk, relu_backward_chunk);
 }
 
-/* The masks of dropout_forward_ref (see st_dropout_block), blocks drawn in parallel. */
+#if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
+typedef uint64_t v4u64 __attribute__((vector_size(32)));
+typedef int64_t v4i64 __attribute__((vector_size(32)));
+
+/* st_dropout_block over the four whole blocks b0 .. b0 + 3 at once, each block's generator in a
+ * 64-bit lane: the same draws, so the same masks and outputs. Four draws a step give each block
+ * its next 8 masks, a 4 x 4 transpose of their 64-bit pairs puts each block's together. */
+__attribute__((target("avx2"))) static void dropout_blocks4(float *out, float *mask,
+                                                            const float *in, uint64_t key,
+                                                            uint64_t b0, uint64_t threshold,
+                                                            float scale)
+{
+    v4u64 s0, s1, s2, s3;
+    for (int l = 0; l < 4; l++) {
+        st_rng g;
+        st_rng_seed(&g, key ^ ((b0 + (uint64_t)l) * 0xd1b54a32d192ed03ULL));
+        s0[l] = g.s[0], s1[l] = g.s[1], s2[l] = g.s[2], s3[l] = g.s[3];
+    }
+    uint32_t sb;
+    memcpy(&sb, &scale, sizeof sb);
+    const v4u64 zero = {0, 0, 0, 0}, low = zero + 0xffffffffULL;
+    const v4u64 sc = zero + (((uint64_t)sb << 32) | sb);
+    const v4i64 th = (v4i64)zero + (int64_t)threshold - 1; /* fractions < 2^24: signed is safe */
+    for (int i = 0; i < ST_DROPOUT_BLOCK; i += 8) {
+        v4u64 pr[4]; /* pr[j]: each block's masks 2j (low half) and 2j + 1 (high half) */
+        for (int j = 0; j < 4; j++) {
+            v4u64 x = (s1 << 2) + s1; /* xoshiro256**, as st_rng_next_inline */
+            v4u64 r = (x << 7) | (x >> 57);
+            r = (r << 3) + r;
+            v4u64 t = s1 << 17;
+            s2 ^= s0, s3 ^= s1, s1 ^= s2, s0 ^= s3, s2 ^= t;
+            s3 = (s3 << 45) | (s3 >> 19);
+            v4u64 keep0 = (v4u64)((v4i64)(r >> 40) > th);
+            v4u64 keep1 = (v4u64)((v4i64)((r >> 16) & 0xffffff) > th);
+            pr[j] = ((keep0 & low) | (keep1 & ~low)) & sc;
+        }
+        v4u64 t0 = __builtin_shuffle(pr[0], pr[1], (v4u64){0, 4, 2, 6});
+        v4u64 t1 = __builtin_shuffle(pr[0], pr[1], (v4u64){1, 5, 3, 7});
+        v4u64 t2 = __builtin_shuffle(pr[2], pr[3], (v4u64){0, 4, 2, 6});
+        v4u64 t3 = __builtin_shuffle(pr[2], pr[3], (v4u64){1, 5, 3, 7});
+        v4u64 q[4] = {__builtin_shuffle(t0, t2, (v4u64){0, 1, 4, 5}),
+                      __builtin_shuffle(t1, t3, (v4u64){0, 1, 4, 5}),
+                      __builtin_shuffle(t0, t2, (v4u64){2, 3, 6, 7}),
+                      __builtin_shuffle(t1, t3, (v4u64){2, 3, 6, 7})};
+        for (int l = 0; l < 4; l++) {
+            size_t o = (size_t)l * ST_DROPOUT_BLOCK + (size_t)i;
+            v8f m, v;
+            memcpy(&m, &q[l], sizeof m);
+            memcpy(&v, in + o, sizeof v);
+            v = v * m;
+            memcpy(mask + o, &m, sizeof m);
+            memcpy(out + o, &v, sizeof v);
+        }
+    }
+}
+#endif
+
+/* The masks of dropout_forward_ref (see st_dropout_block), blocks drawn in parallel, four at a
+ * time in vector lanes where the CPU has AVX2. */
 static void dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
                             st_rng *rng)
 {
@@ -809,11 +867,27 @@ static void dropout_forward(float *out, float *mask, const float *in, size_t n, 
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     uint64_t key = st_rng_next(rng), threshold = st_dropout_threshold(p);
     long nb = (long)((n + ST_DROPOUT_BLOCK - 1) / ST_DROPOUT_BLOCK);
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nb > 4)
-    for (long b = 0; b < nb; b++) {
-        size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
-        size_t len = n - lo < ST_DROPOUT_BLOCK ? n - lo : ST_DROPOUT_BLOCK;
-        st_dropout_block(out + lo, mask + lo, in + lo, len, key, (uint64_t)b, threshold, scale);
+    long full = (long)(n / ST_DROPOUT_BLOCK), groups = (nb + 3) / 4;
+    int lanes = 0;
+#if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
+    lanes = st_cpu_level() >= ST_CPU_AVX2 && threshold >= 1;
+#endif
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (groups > 2)
+    for (long g = 0; g < groups; g++) {
+        long b = 4 * g;
+#if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
+        if (lanes && b + 4 <= full) {
+            size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
+            dropout_blocks4(out + lo, mask + lo, in + lo, key, (uint64_t)b, threshold, scale);
+            continue;
+        }
+#endif
+        for (; b < nb && b < 4 * g + 4; b++) {
+            size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
+            size_t len = n - lo < ST_DROPOUT_BLOCK ? n - lo : ST_DROPOUT_BLOCK;
+            st_dropout_block(out + lo, mask + lo, in + lo, len, key, (uint64_t)b, threshold,
+                             scale);
+        }
     }
 }
 
