@@ -868,9 +868,8 @@ static void dropout_forward(float *out, float *mask, const float *in, size_t n, 
     uint64_t key = st_rng_next(rng), threshold = st_dropout_threshold(p);
     long nb = (long)((n + ST_DROPOUT_BLOCK - 1) / ST_DROPOUT_BLOCK);
     long full = (long)(n / ST_DROPOUT_BLOCK), groups = (nb + 3) / 4;
-    int lanes = 0;
 #if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
-    lanes = st_cpu_level() >= ST_CPU_AVX2 && threshold >= 1;
+    const int lanes = st_cpu_level() >= ST_CPU_AVX2 && threshold >= 1;
 #endif
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (groups > 2)
     for (long g = 0; g < groups; g++) {
