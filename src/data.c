@@ -527,15 +527,17 @@ static void prefetch_image(const uint8_t *img, size_t size)
 void st_dataset_batch(const st_dataset *ds, const uint32_t *idx, int n, float *x, uint8_t *y)
 {
     const size_t size = (size_t)ds->rows * ds->cols;
+#define BATCH_IMAGE(i) (idx ? (size_t)idx[i] : (size_t)(i)) /* the dataset's index of image i */
     enum { AHEAD = 4 }; /* shuffled images are far apart: fetch a few ahead of the conversion */
     for (int i = 0; i < n && i < AHEAD; i++)
-        prefetch_image(ds->images + (idx ? idx[i] : (size_t)i) * size, size);
+        prefetch_image(ds->images + BATCH_IMAGE(i) * size, size);
     for (int i = 0; i < n; i++) {
-        const size_t k = idx ? idx[i] : (size_t)i;
+        const size_t k = BATCH_IMAGE(i);
         if (i + AHEAD < n)
-            prefetch_image(ds->images + (idx ? idx[i + AHEAD] : (size_t)(i + AHEAD)) * size, size);
+            prefetch_image(ds->images + BATCH_IMAGE(i + AHEAD) * size, size);
         to_tensor(x + (size_t)i * size, ds->images + k * size, size);
         if (y)
             y[i] = ds->labels[k];
     }
+#undef BATCH_IMAGE
 }

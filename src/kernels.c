@@ -415,9 +415,12 @@ ST_VEC_CLONES static void chan_dsums_nhwc(double (*restrict a1)[8], double (*res
 static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n,
                         int nhwc)
 {
-    int C = l->in_c, HW = l->in_h * l->in_w;
+    int C = l->in_c;
     const st_layer *pool = l->pool_after;
-    int PHW = pool ? pool->out_h * pool->out_w : 0;
+    /* the inputs the sums read, with dout: the pool's saved maxima (its output's pixels), or
+     * the batch norm's own input */
+    const float *x = pool ? pool->xmax : in;
+    int XHW = pool ? pool->out_h * pool->out_w : l->in_h * l->in_w;
     /* the input gradient left to the conv before: in place after it, or with a pool (which is
      * only fused after one) */
     int defer = (l->stats_src && dinp == dout) || pool;
@@ -432,19 +435,14 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
             int c1 = hi - c0 < ST_CHAN_BLOCK ? hi : c0 + ST_CHAN_BLOCK;
             double a1[ST_CHAN_BLOCK][8] = {{0}}, a2[ST_CHAN_BLOCK][8] = {{0}};
             if (nhwc)
-                chan_dsums_nhwc(a1, a2, pool ? pool->xmax : in, dout, l, c0, c1, n,
-                                pool ? PHW : HW);
+                chan_dsums_nhwc(a1, a2, x, dout, l, c0, c1, n, XHW);
             else
                 for (int i = 0; i < n; i++)
                     for (int c = c0; c < c1; c++) {
                         bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
                                      l->relu_fused};
-                        size_t off = ((size_t)i * C + c) * HW, poff = ((size_t)i * C + c) * PHW;
-                        if (pool)
-                            chan_dsums(a1[c - c0], a2[c - c0], pool->xmax + poff, dout + poff, q,
-                                       PHW);
-                        else
-                            chan_dsums(a1[c - c0], a2[c - c0], in + off, dout + off, q, HW);
+                        size_t off = ((size_t)i * C + c) * XHW;
+                        chan_dsums(a1[c - c0], a2[c - c0], x + off, dout + off, q, XHW);
                     }
             for (int c = c0; c < c1; c++)
                 bn_grads(l, in, dout, dinp, n, c, st_sum8(a1[c - c0]), st_sum8(a2[c - c0]), defer);
