@@ -1514,68 +1514,98 @@ static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, i
 /* backward_group's dy and bias gradient with the output channels-last (NHWC_OUT): dy[gn * P][OC]
  * for the images [lo, lo + gn), the values bn_dx_sum computes (or dout itself), and pb[oc] their
  * sum over the group, in bn_dx_sum's order (lane k mod 8 of each plane, images in order): the
- * NCHW layout's bits. */
+ * NCHW layout's bits. Eight channels at a time (OC is a multiple of 8), element-wise as
+ * st_bn_dx / st_bn_out / st_relu_mask compute them, each pixel's sums added as it is written
+ * (with a pool: once its maxima are in, by a second pass over the image, still in cache). */
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* a[0..8) += d[0..8), widened to double */
+static inline void add_widened8(double *restrict a, const float *restrict d)
+{
+    v4f h[2];
+    memcpy(h, d, sizeof h);
+    v4d lo = ST_WIDEN4(h[0]), hi = ST_WIDEN4(h[1]), a0, a1;
+    memcpy(&a0, a, sizeof a0);
+    memcpy(&a1, a + 4, sizeof a1);
+    a0 += lo, a1 += hi;
+    memcpy(a, &a0, sizeof a0);
+    memcpy(a + 4, &a1, sizeof a1);
+}
+
 ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb, const conv_call *c,
                                          int lo, int gn)
 {
     const st_conv_shape *s = c->s;
     const st_conv_bn_grad *bn = c->bn;
     int OC = s->OC, P = c->P;
-    float mdy[ST_CONV_NHWC_MAX_CH], mdyx[ST_CONV_NHWC_MAX_CH], sc[ST_CONV_NHWC_MAX_CH];
-    float mean[ST_CONV_NHWC_MAX_CH], invstd[ST_CONV_NHWC_MAX_CH], g[ST_CONV_NHWC_MAX_CH];
-    float b[ST_CONV_NHWC_MAX_CH], v[ST_CONV_NHWC_MAX_CH];
+    _Alignas(32) float mdy[ST_CONV_NHWC_MAX_CH], mdyx[ST_CONV_NHWC_MAX_CH],
+        sc[ST_CONV_NHWC_MAX_CH], mean[ST_CONV_NHWC_MAX_CH], invstd[ST_CONV_NHWC_MAX_CH],
+        g[ST_CONV_NHWC_MAX_CH], b[ST_CONV_NHWC_MAX_CH];
     for (int o = 0; bn && o < OC; o++) {
         mdy[o] = bn->coef[3 * o], mdyx[o] = bn->coef[3 * o + 1], sc[o] = bn->coef[3 * o + 2];
         mean[o] = bn->mean[o], invstd[o] = bn->invstd[o], g[o] = bn->gamma[o], b[o] = bn->beta[o];
     }
-    double acc[8][ST_CONV_NHWC_MAX_CH];
+    _Alignas(32) double acc[8][ST_CONV_NHWC_MAX_CH];
     for (int k = 0; k < 8; k++)
         memset(acc[k], 0, sizeof(double) * (size_t)OC);
+    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+#define LD8(q) (*(const v8f *)(q))
+/* st_bn_dx(t, x, ...) of channels o..o+7, xhat computed once for the ReLU's mask too */
+#define BN_DX8(t, xh, o) (((t) - LD8(mdy + (o)) - (xh) * LD8(mdyx + (o))) * LD8(sc + (o)))
+#define XHAT8(xv, o) (((xv) - LD8(mean + (o))) * LD8(invstd + (o)))
+#define RELU_MASK8(t, xh, o)                                                                    \
+    ((v8f)((v8i)(t) & (v8i)((xh) * LD8(g + (o)) + LD8(b + (o)) > zero)))
     /* image by image (its dy stays in cache from one pass to the next) */
     for (int j = 0; j < gn; j++) {
         size_t off = (size_t)(lo + j) * c->out_size;
         float *dj = dy + (size_t)j * P * OC;
         const float *x = bn ? bn->x + off : NULL, *dout = c->dout + off;
-        if (!bn)
+        int summed = 0;
+        if (!bn) {
             memcpy(dj, dout, sizeof(float) * (size_t)P * OC);
-        for (int p = 0; bn && p < P; p++) {
-            float *d = dj + (size_t)p * OC;
-            const float *xp = x + (size_t)p * OC, *dp = dout + (size_t)p * OC;
-            if (bn->argmax) /* zero gradient but at the pool's maxima, below */
-                for (int o = 0; o < OC; o++)
-                    d[o] = st_bn_dx(0.0f, xp[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
-            else if (bn->relu)
-                for (int o = 0; o < OC; o++) {
-                    float t = st_relu_mask(dp[o], st_bn_out(xp[o], mean[o], invstd[o], g[o], b[o]));
-                    d[o] = st_bn_dx(t, xp[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
+        } else if (bn->argmax) { /* zero gradient but at the pool's maxima, below */
+            for (int p = 0; p < P; p++)
+                for (int o = 0; o < OC; o += 8) {
+                    size_t e = (size_t)p * OC + o;
+                    v8f xh = XHAT8(LD8(x + e), o);
+                    *(v8f *)(dj + e) = BN_DX8(zero, xh, o);
                 }
-            else
-                for (int o = 0; o < OC; o++)
-                    d[o] = st_bn_dx(dp[o], xp[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
-        }
-        if (bn && bn->argmax) { /* the maxima: the pool's output gradient, x there from xmax */
+            /* the maxima: the pool's output gradient, x there from xmax */
             size_t q0 = (size_t)(lo + j) * bn->pool_hw * OC;
-            for (int k = 0; k < bn->pool_hw; k++) {
-                size_t q = q0 + (size_t)k * OC;
-                const int32_t *am = bn->argmax + q;
-                const float *xs = bn->xmax + q, *dp = c->dout + q;
-                for (int o = 0; o < OC; o++) {
-                    float t = dp[o];
+            for (int k = 0; k < bn->pool_hw; k++)
+                for (int o = 0; o < OC; o += 8) {
+                    size_t q = q0 + (size_t)k * OC + o;
+                    const int32_t *am = bn->argmax + q;
+                    v8f t = LD8(c->dout + q), xh = XHAT8(LD8(bn->xmax + q), o);
                     if (bn->relu)
-                        t = st_relu_mask(t, st_bn_out(xs[o], mean[o], invstd[o], g[o], b[o]));
-                    v[o] = st_bn_dx(t, xs[o], mean[o], invstd[o], mdy[o], mdyx[o], sc[o]);
+                        t = RELU_MASK8(t, xh, o);
+                    v8f v = BN_DX8(t, xh, o);
+                    for (int i = 0; i < 8; i++)
+                        dj[(size_t)am[i] * OC + o + i] = v[i];
                 }
-                for (int o = 0; o < OC; o++)
-                    dj[(size_t)am[o] * OC + o] = v[o];
+        } else {
+            for (int p = 0; p < P; p++) {
+                double *a = acc[p & 7];
+                for (int o = 0; o < OC; o += 8) {
+                    size_t e = (size_t)p * OC + o;
+                    v8f t = LD8(dout + e), xh = XHAT8(LD8(x + e), o);
+                    if (bn->relu)
+                        t = RELU_MASK8(t, xh, o);
+                    v8f d = BN_DX8(t, xh, o);
+                    *(v8f *)(dj + e) = d;
+                    add_widened8(a + o, dj + e);
+                }
             }
+            summed = 1;
         }
-        for (int k = 0; k < P; k++) {
-            const float *d = dj + (size_t)k * OC;
-            double *a = acc[k & 7];
-            for (int o = 0; o < OC; o++)
-                a[o] += d[o];
-        }
+        for (int p = 0; !summed && p < P; p++)
+            for (int o = 0; o < OC; o += 8)
+                add_widened8(acc[p & 7] + o, dj + (size_t)p * OC + o);
     }
+#undef LD8
+#undef BN_DX8
+#undef XHAT8
+#undef RELU_MASK8
     for (int o = 0; o < OC; o++) {
         double l[8];
         for (int k = 0; k < 8; k++)
