@@ -1532,6 +1532,9 @@ static inline void add_widened8(double *restrict a, const float *restrict d)
     memcpy(a + 4, &a1, sizeof a1);
 }
 
+/* x, the conv's output from the forward (3.2 MB for the first conv of the CNN), comes back from
+ * memory: read this many floats (2 KB) ahead */
+#define GATHER_PREFETCH 512
 ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb, const conv_call *c,
                                          int lo, int gn)
 {
@@ -1567,6 +1570,8 @@ ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb,
             for (int p = 0; p < P; p++)
                 for (int o = 0; o < OC; o += 8) {
                     size_t e = (size_t)p * OC + o;
+                    if (!(e & 15))
+                        __builtin_prefetch(x + e + GATHER_PREFETCH);
                     v8f xh = XHAT8(LD8(x + e), o);
                     *(v8f *)(dj + e) = BN_DX8(zero, xh, o);
                 }
