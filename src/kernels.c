@@ -603,6 +603,10 @@ ST_VEC_CLONES static void pool_row_nhwc(float *restrict y, int32_t *restrict am,
         int base = 2 * oh * W + 2 * ow;
         const float *p0 = x + (size_t)base * C, *p2 = p0 + (size_t)W * C;
         size_t o = (size_t)ow * C;
+        for (int c = 0; c < 2 * C; c += 16) { /* the window two rows of outputs below */
+            __builtin_prefetch(p0 + (size_t)4 * W * C + c);
+            __builtin_prefetch(p2 + (size_t)4 * W * C + c);
+        }
         for (int c = 0; c < C; c += 8) {
             v8f mean, inv, g, be, xc[4];
             memcpy(&mean, bn->save_mean + c, sizeof mean);
