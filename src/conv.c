@@ -1533,8 +1533,8 @@ static inline void add_widened8(double *restrict a, const float *restrict d)
 }
 
 /* x, the conv's output from the forward (3.2 MB for the first conv of the CNN), comes back from
- * memory: read this many floats (2 KB) ahead */
-#define GATHER_PREFETCH 512
+ * memory: read this many floats (16 KB) ahead */
+#define GATHER_PREFETCH 4096
 ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb, const conv_call *c,
                                          int lo, int gn)
 {
