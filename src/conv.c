@@ -1020,6 +1020,13 @@ wino_output_m(float *restrict yt, const float *restrict M, size_t ldm, int t0, i
                     int y = m * ty + i, x = m * tx + k;
                     out[i][k] = y < OH && x < OW ? yt + ((size_t)y * OW + x) * O : junk;
                 }
+            /* the tile below's outputs, asked for ahead of its writes (past the last tile row:
+             * the next image's first; a prefetch never faults) */
+            for (int i = 0; i < m; i++) {
+                const float *q = yt + ((size_t)(m * ty + m + i) * OW + (size_t)m * tx) * O;
+                for (int k = 0; k < m * O; k += 16)
+                    __builtin_prefetch(q + k, 1);
+            }
             for (int o = o0; o < o1; o += 8) {
                 v8f y[4][4];
                 wino_2d(WINO_AT, (float *)y, 32, 8, mt + o, a * ldm, ldm, a, m, m);
