@@ -1518,12 +1518,6 @@ static void direct_weight_grad(float *restrict dw, const conv_call *c, int lo, i
                 dw[((size_t)o * KH + kh) * KW + kw] = dwt[((size_t)kh * KWp + kw) * OCp + o];
 }
 
-/* backward_group's dy and bias gradient with the output channels-last (NHWC_OUT): dy[gn * P][OC]
- * for the images [lo, lo + gn), the values bn_dx_sum computes (or dout itself), and pb[oc] their
- * sum over the group, in bn_dx_sum's order (lane k mod 8 of each plane, images in order): the
- * NCHW layout's bits. Eight channels at a time (OC is a multiple of 8), element-wise as
- * st_bn_dx / st_bn_out / st_relu_mask compute them, each pixel's sums added as it is written
- * (with a pool: once its maxima are in, by a second pass over the image, still in cache). */
 typedef int32_t v8i __attribute__((vector_size(32), aligned(4), may_alias));
 
 /* a[0..8) += d[0..8), widened to double */
@@ -1539,9 +1533,25 @@ static inline void add_widened8(double *restrict a, const float *restrict d)
     memcpy(a + 4, &a1, sizeof a1);
 }
 
+/* acc[p mod 8][o] += d[p][o] for the P pixels of d (OC channels each, a multiple of 8) */
+static inline void add_pixels8(double (*restrict acc)[ST_CONV_NHWC_MAX_CH],
+                               const float *restrict d, int P, int OC)
+{
+    for (int p = 0; p < P; p++)
+        for (int o = 0; o < OC; o += 8)
+            add_widened8(acc[p & 7] + o, d + (size_t)p * OC + o);
+}
+
 /* x, the conv's output from the forward (3.2 MB for the first conv of the CNN), comes back from
  * memory: read this many floats (16 KB) ahead */
 #define GATHER_PREFETCH 4096
+
+/* backward_group's dy and bias gradient with the output channels-last (NHWC_OUT): dy[gn * P][OC]
+ * for the images [lo, lo + gn), the values bn_dx_sum computes (or dout itself), and pb[oc] their
+ * sum over the group, in bn_dx_sum's order (lane k mod 8 of each plane, images in order): the
+ * NCHW layout's bits. Eight channels at a time (OC is a multiple of 8), element-wise as
+ * st_bn_dx / st_bn_out / st_relu_mask compute them, each pixel's sums added as it is written
+ * (with a pool: once its maxima are in, by a second pass over the image, still in cache). */
 ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb, const conv_call *c,
                                          int lo, int gn)
 {
@@ -1570,9 +1580,9 @@ ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb,
         size_t off = (size_t)(lo + j) * c->out_size;
         float *dj = dy + (size_t)j * P * OC;
         const float *x = bn ? bn->x + off : NULL, *dout = c->dout + off;
-        int summed = 0;
         if (!bn) {
             memcpy(dj, dout, sizeof(float) * (size_t)P * OC);
+            add_pixels8(acc, dj, P, OC);
         } else if (bn->argmax) { /* zero gradient but at the pool's maxima, below */
             for (int p = 0; p < P; p++)
                 for (int o = 0; o < OC; o += 8) {
@@ -1595,6 +1605,7 @@ ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb,
                     for (int i = 0; i < 8; i++)
                         dj[(size_t)am[i] * OC + o + i] = v[i];
                 }
+            add_pixels8(acc, dj, P, OC);
         } else {
             for (int p = 0; p < P; p++) {
                 double *a = acc[p & 7];
@@ -1608,11 +1619,7 @@ ST_VEC_CLONES static void gather_dy_nhwc(float *restrict dy, float *restrict pb,
                     add_widened8(a + o, dj + e);
                 }
             }
-            summed = 1;
         }
-        for (int p = 0; !summed && p < P; p++)
-            for (int o = 0; o < OC; o += 8)
-                add_widened8(acc[p & 7] + o, dj + (size_t)p * OC + o);
     }
 #undef LD8
 #undef BN_DX8
