@@ -803,12 +803,6 @@ static void relu_backward(float *dinp, const float *dout, const float *out, size
 #if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
 typedef uint64_t v4u64 __attribute__((vector_size(32)));
 typedef int64_t v4i64 __attribute__((vector_size(32)));
-/* lanes i, j, k, l of the 8 of a then b (clang and GCC 12 up; older GCC has only its own) */
-#if defined(__clang__) || __GNUC__ >= 12
-#define SHUFFLE4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
-#else
-#define SHUFFLE4(a, b, i, j, k, l) __builtin_shuffle(a, b, (v4u64){i, j, k, l})
-#endif
 
 /* st_dropout_block over the four whole blocks b0 .. b0 + 3 at once, each block's generator in a
  * 64-bit lane: the same draws, so the same masks and outputs. Four draws a step give each block
@@ -842,10 +836,12 @@ __attribute__((target("avx2"))) static void dropout_blocks4(float *out, float *m
             v4u64 keep1 = (v4u64)((v4i64)((r >> 16) & 0xffffff) > th);
             pr[j] = ((keep0 & low) | (keep1 & ~low)) & sc;
         }
-        v4u64 t0 = SHUFFLE4(pr[0], pr[1], 0, 4, 2, 6), t1 = SHUFFLE4(pr[0], pr[1], 1, 5, 3, 7);
-        v4u64 t2 = SHUFFLE4(pr[2], pr[3], 0, 4, 2, 6), t3 = SHUFFLE4(pr[2], pr[3], 1, 5, 3, 7);
-        v4u64 q[4] = {SHUFFLE4(t0, t2, 0, 1, 4, 5), SHUFFLE4(t1, t3, 0, 1, 4, 5),
-                      SHUFFLE4(t0, t2, 2, 3, 6, 7), SHUFFLE4(t1, t3, 2, 3, 6, 7)};
+        v4u64 t0 = ST_SHUFFLE4(pr[0], pr[1], 0, 4, 2, 6);
+        v4u64 t1 = ST_SHUFFLE4(pr[0], pr[1], 1, 5, 3, 7);
+        v4u64 t2 = ST_SHUFFLE4(pr[2], pr[3], 0, 4, 2, 6);
+        v4u64 t3 = ST_SHUFFLE4(pr[2], pr[3], 1, 5, 3, 7);
+        v4u64 q[4] = {ST_SHUFFLE4(t0, t2, 0, 1, 4, 5), ST_SHUFFLE4(t1, t3, 0, 1, 4, 5),
+                      ST_SHUFFLE4(t0, t2, 2, 3, 6, 7), ST_SHUFFLE4(t1, t3, 2, 3, 6, 7)};
         for (int l = 0; l < 4; l++) {
             size_t o = (size_t)l * ST_DROPOUT_BLOCK + (size_t)i;
             v8f m, v;
