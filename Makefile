@@ -62,7 +62,7 @@ $(BUILD)/obj $(BUILD)/obj/cli $(BUILD)/tests $(BUILD)/examples:
 # (x86 only: elsewhere there are no x86 kernels to check.)
 EMU_BUILD := $(BUILD)-avx512emu
 ifneq ($(filter x86_64-% i686-% i586-%,$(shell $(CC) -dumpmachine)),)
-EMU_TESTS := $(addprefix $(EMU_BUILD)/tests/,test_gemm test_fast test_team test_models)
+EMU_TESTS := $(addprefix $(EMU_BUILD)/tests/,test_gemm test_fast test_team test_models test_alloc)
 endif
 ifeq ($(ST_EMULATE_AVX512),1)
 $(BUILD)/obj/gemm_avx512.o: ALL_CFLAGS += -DST_EMULATE_AVX512 -mavx2 -mfma -Wno-psabi

@@ -7,7 +7,9 @@
  *    failure, with a one-line message in the st_error they were given (err may be NULL).
  *    The library never prints and never exits.
  *  - Models, optimisers and datasets are opaque objects created and freed by the functions here.
- *    All memory a training step needs is allocated when the model is created.
+ *    All memory a training step or an evaluation pass needs is allocated when the model and its
+ *    optimiser are created: st_model_forward, st_model_loss, st_model_backward and the
+ *    optimiser's steps allocate nothing (tests/test_alloc.c).
  */
 #ifndef STRIDE_H
 #define STRIDE_H

@@ -897,15 +897,26 @@ wino_weights8(float *restrict U, const float *restrict w, int C, int OC, int fli
     wino_2d(WINO_G, U + (size_t)i * no + o, a * plane, plane, (const float *)g, 24, 8, 3, a, m);
 }
 
-ST_VEC_CLONES static void wino_weights(float *restrict U, const float *restrict w, int C, int OC,
-                                       int flip, int m)
+/* Part `part` of `parts` of wino_weights: a range of its input channels (of C, or of OC with
+ * flip). */
+ST_VEC_CLONES static void wino_weights_part(float *restrict U, const float *restrict w, int C,
+                                            int OC, int flip, int m, int part, int parts)
 {
     int ni = flip ? OC : C, no = flip ? C : OC; /* no: a multiple of 8 */
-    /* (training transforms the weights at every call: conv3's take about 1% of a step alone) */
-#pragma omp parallel for schedule(static) num_threads(st_get_threads()) if (ni * no >= 2048)
-    for (int i = 0; i < ni; i++)
+    int lo, hi;
+    st_part_range(ni, part, parts, &lo, &hi);
+    for (int i = lo; i < hi; i++)
         for (int o = 0; o < no; o += 8)
             WINO_BY_TILE(m, wino_weights8, U, w, C, OC, flip, i, o);
+}
+
+static void wino_weights(float *restrict U, const float *restrict w, int C, int OC, int flip,
+                         int m)
+{
+    int ni = flip ? OC : C;
+    /* (training transforms the weights at every call: conv3's take about 1% of a step alone) */
+    ST_PARALLEL(ni * (flip ? C : OC) >= 2048 ? st_get_threads() : 1,
+                wino_weights_part(U, w, C, OC, flip, m, part, parts));
 }
 
 /* hwc = the image's C planes (plane c at src + c * cs, H x W; C a multiple of 8) channels-last,
@@ -1851,6 +1862,15 @@ int st_conv2d_forward_affine(float *out, float *pooled, const float *inp, const 
     return c.pooled != NULL;
 }
 
+/* Slice ch (4096 floats) of the weight gradient: the groups' partials added in group order. */
+static void add_partials(float *dw, const float *partial, int ng, size_t part_size, size_t wsize,
+                         long ch)
+{
+    size_t lo = (size_t)ch * 4096, hi = lo + 4096 < wsize ? lo + 4096 : wsize;
+    for (int g = 0; g < ng; g++)
+        add_row(dw + lo, partial + (size_t)g * part_size + lo, (int)(hi - lo));
+}
+
 void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const st_conv_shape *s, int N, float *ws, int nthreads,
                         const st_conv_bn_grad *bn)
@@ -1867,12 +1887,7 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
      * taking slices of the weights */
     long nchunks = (long)((wsize + 4095) / 4096);
     int rt = nchunks < st_get_threads() ? (int)nchunks : st_get_threads();
-#pragma omp parallel for schedule(dynamic) num_threads(rt) if (rt > 1)
-    for (long ch = 0; ch < nchunks; ch++) {
-        size_t lo = (size_t)ch * 4096, hi = lo + 4096 < wsize ? lo + 4096 : wsize;
-        for (int g = 0; g < ng; g++)
-            add_row(dw + lo, partial + (size_t)g * part_size + lo, (int)(hi - lo));
-    }
+    ST_PARALLEL_FOR(rt, 1, ch, nchunks, add_partials(dw, partial, ng, part_size, wsize, ch));
     if (db)
         for (int g = 0; g < ng; g++)
             for (int oc = 0; oc < s->OC; oc++)

@@ -31,6 +31,46 @@
 #define ST_SHUFFLE4(a, b, i, j, k, l) __builtin_shuffle(a, b, (__typeof__((a) > (a))){i, j, k, l})
 #endif
 
+/* OpenMP parallel regions that are not entered when one thread would run them (NT <= 1, or
+ * inside another region): the work then runs on the calling thread. A region of one thread
+ * still costs its start, and libgomp allocates and frees a team for it; a training step and an
+ * evaluation pass allocate nothing (tests/test_alloc.c).
+ *   ST_PARALLEL(NT, CALL): CALL, a statement, run by each of NT threads, with the ints `part`
+ *     (the thread's number) and `parts` (how many run it) in scope;
+ *   ST_PARALLEL_FOR(NT, CHUNK, I, N, CALL): for (long I = 0; I < N; I++) CALL, CHUNK iterations
+ *     at a time handed to whichever thread is free (a dynamic schedule).
+ * Which thread runs what must never change a value (the callers' loops write disjoint parts).
+ * Use in files that include <omp.h>. */
+#define ST_PARALLEL(NT, CALL)                                                                     \
+    do {                                                                                          \
+        const int st_nt_ = (NT);                                                                  \
+        if (st_nt_ > 1 && !omp_in_parallel()) {                                                   \
+            _Pragma("omp parallel num_threads(st_nt_)")                                           \
+            {                                                                                     \
+                const int part = omp_get_thread_num(), parts = omp_get_num_threads();             \
+                CALL;                                                                             \
+            }                                                                                     \
+        } else {                                                                                  \
+            const int part = 0, parts = 1;                                                        \
+            (void)part, (void)parts;                                                              \
+            CALL;                                                                                 \
+        }                                                                                         \
+    } while (0)
+
+#define ST_PARALLEL_FOR(NT, CHUNK, I, N, CALL)                                                    \
+    do {                                                                                          \
+        const int st_nt_ = (NT), st_chunk_ = (CHUNK);                                             \
+        const long st_n_ = (N);                                                                   \
+        if (st_nt_ > 1 && st_n_ > 1 && !omp_in_parallel()) {                                      \
+            _Pragma("omp parallel for schedule(dynamic, st_chunk_) num_threads(st_nt_)")          \
+            for (long I = 0; I < st_n_; I++)                                                      \
+                CALL;                                                                             \
+        } else {                                                                                  \
+            for (long I = 0; I < st_n_; I++)                                                      \
+                CALL;                                                                             \
+        }                                                                                         \
+    } while (0)
+
 /* dy where a ReLU passed its input (out > 0), else 0: the ReLU's backward, without a branch so that
  * the loops around it vectorise. */
 static inline float st_relu_mask(float dy, float out)

@@ -275,78 +275,85 @@ static void chan_sums_nhwc(double *restrict acc, const float *restrict img, int 
     }
 }
 
-/* The reference kernels' arithmetic, one channel per task. nhwc: the input is channels-last
- * (the model's NHWC chain: then a max pool follows, which applies the batch norm). */
-static void bn_train_forward(st_layer *l, const float *in, int n, int nhwc)
+/* Part `part` of `parts` of bn_train_forward: contiguous ranges of channels (static): a
+ * channel's planes are as small as 49 floats, and neighbouring channels on different threads
+ * would write the same cache lines (2x slower); each thread its range's statistics, then their
+ * output image by image (each image's planes of the range one after the other, not one stream
+ * per plane). */
+static void bn_train_forward_part(st_layer *l, const float *in, int n, int nhwc, int part,
+                                  int parts)
 {
     int C = l->in_c, HW = l->in_h * l->in_w;
     size_t M = (size_t)n * HW;
     /* in the fast path the conv before computed the sum and the sum of squares (in double) as it
      * wrote this input, in this same forward pass */
     const double *st = l->stats_src ? l->stats_src->conv_stats : NULL;
-    /* contiguous ranges of channels (static): a channel's planes are as small as 49 floats, and
-     * neighbouring channels on different threads would write the same cache lines (2x slower);
-     * each thread its range's statistics, then their output image by image (each image's planes
-     * of the range one after the other, not one stream per plane) */
-#pragma omp parallel num_threads(nthreads())
-    {
-        int lo, hi;
-        st_part_range(C, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-        for (int c = lo; c < hi; c++) {
-            double mean = 0.0, ss = 0.0;
-            int two_pass = !st;
-            if (st) {
-                mean = st[2 * c] / (double)M;
-                ss = st[2 * c + 1] - st[2 * c] * mean; /* sum (x - mean)^2 */
-                /* this cancels when the variance is tiny next to the squared mean (relative
-                 * error about 1e-16 * sum x^2 / ss): then make the two exact passes instead */
-                two_pass = !(ss > 1e-6 * st[2 * c + 1]);
-            }
-            if (two_pass) {
-                double acc[8] = {0};
-                for (int i = 0; i < n; i++)
-                    if (nhwc)
-                        chan_sums_nhwc(acc, in + (size_t)i * C * HW, C, c, HW, 0, 0.0);
-                    else
-                        st_add_lanes8(acc, in + ((size_t)i * C + c) * HW, HW);
-                mean = st_sum8(acc) / (double)M;
-                double acc2[8] = {0};
-                for (int i = 0; i < n; i++)
-                    if (nhwc)
-                        chan_sums_nhwc(acc2, in + (size_t)i * C * HW, C, c, HW, 1, mean);
-                    else
-                        chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
-                ss = st_sum8(acc2);
-            }
-            double var = ss / (double)M;
-            l->save_mean[c] = (float)mean;
-            l->save_invstd[c] = (float)(1.0 / sqrt(var + ST_BN_EPS));
-            double unbiased = M > 1 ? ss / (double)(M - 1) : var;
-            l->running_mean[c] =
-                (float)((1.0 - ST_BN_MOMENTUM) * l->running_mean[c] + ST_BN_MOMENTUM * mean);
-            l->running_var[c] =
-                (float)((1.0 - ST_BN_MOMENTUM) * l->running_var[c] + ST_BN_MOMENTUM * unbiased);
+    int lo, hi;
+    st_part_range(C, part, parts, &lo, &hi);
+    for (int c = lo; c < hi; c++) {
+        double mean = 0.0, ss = 0.0;
+        int two_pass = !st;
+        if (st) {
+            mean = st[2 * c] / (double)M;
+            ss = st[2 * c + 1] - st[2 * c] * mean; /* sum (x - mean)^2 */
+            /* this cancels when the variance is tiny next to the squared mean (relative
+             * error about 1e-16 * sum x^2 / ss): then make the two exact passes instead */
+            two_pass = !(ss > 1e-6 * st[2 * c + 1]);
         }
-        if (!l->pool_after) /* else the max pool after it applies it (and the ReLU) */
+        if (two_pass) {
+            double acc[8] = {0};
             for (int i = 0; i < n; i++)
-                for (int c = lo; c < hi; c++)
-                    chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
-                                l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c], HW,
-                                l->relu_fused);
+                if (nhwc)
+                    chan_sums_nhwc(acc, in + (size_t)i * C * HW, C, c, HW, 0, 0.0);
+                else
+                    st_add_lanes8(acc, in + ((size_t)i * C + c) * HW, HW);
+            mean = st_sum8(acc) / (double)M;
+            double acc2[8] = {0};
+            for (int i = 0; i < n; i++)
+                if (nhwc)
+                    chan_sums_nhwc(acc2, in + (size_t)i * C * HW, C, c, HW, 1, mean);
+                else
+                    chan_sq(acc2, in + ((size_t)i * C + c) * HW, mean, HW);
+            ss = st_sum8(acc2);
+        }
+        double var = ss / (double)M;
+        l->save_mean[c] = (float)mean;
+        l->save_invstd[c] = (float)(1.0 / sqrt(var + ST_BN_EPS));
+        double unbiased = M > 1 ? ss / (double)(M - 1) : var;
+        l->running_mean[c] =
+            (float)((1.0 - ST_BN_MOMENTUM) * l->running_mean[c] + ST_BN_MOMENTUM * mean);
+        l->running_var[c] =
+            (float)((1.0 - ST_BN_MOMENTUM) * l->running_var[c] + ST_BN_MOMENTUM * unbiased);
     }
+    if (!l->pool_after) /* else the max pool after it applies it (and the ReLU) */
+        for (int i = 0; i < n; i++)
+            for (int c = lo; c < hi; c++)
+                chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
+                            l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c], HW,
+                            l->relu_fused);
+}
+
+/* The reference kernels' arithmetic, one channel per task. nhwc: the input is channels-last
+ * (the model's NHWC chain: then a max pool follows, which applies the batch norm). */
+static void bn_train_forward(st_layer *l, const float *in, int n, int nhwc)
+{
+    ST_PARALLEL(nthreads(), bn_train_forward_part(l, in, n, nhwc, part, parts));
     l->num_batches_tracked++;
+}
+
+static void bn_eval_image(st_layer *l, const float *in, long i)
+{
+    int C = l->in_c, HW = l->in_h * l->in_w;
+    for (int c = 0; c < C; c++) {
+        float invstd = 1.0f / sqrtf(l->running_var[c] + ST_BN_EPS);
+        chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
+                    l->running_mean[c], invstd, l->w[c], l->b[c], HW, l->relu_fused);
+    }
 }
 
 static void bn_eval_forward(st_layer *l, const float *in, int n)
 {
-    int C = l->in_c, HW = l->in_h * l->in_w;
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (n > 1)
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < C; c++) {
-            float invstd = 1.0f / sqrtf(l->running_var[c] + ST_BN_EPS);
-            chan_affine(l->out + ((size_t)i * C + c) * HW, in + ((size_t)i * C + c) * HW,
-                        l->running_mean[c], invstd, l->w[c], l->b[c], HW, l->relu_fused);
-        }
+    ST_PARALLEL_FOR(nthreads(), 1, i, n, bn_eval_image(l, in, i));
 }
 
 /* Channel c of bn_backward from its sums of dy and dy * xhat: the weight and bias gradients,
@@ -407,13 +414,11 @@ ST_VEC_CLONES static void chan_dsums_nhwc(double (*restrict a1)[8], double (*res
             a1[c][k] = s1[k][c], a2[c][k] = s2[k][c];
 }
 
-/* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here); with a fused
- * 2x2 max pool after that (pool_after), dout is the pool's output gradient, and the inputs at the
- * pool's maxima are those the pool saved (xmax); with nhwc (the model's NHWC chain), both
- * channels-last. After a conv, in place (the model's case), the input gradient is left to the
- * conv's backward (dx_coef). */
-static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n,
-                        int nhwc)
+/* Part `part` of `parts` of bn_backward: each its share of the channels (static), ST_CHAN_BLOCK
+ * at a time image by image, so that it reads each image's planes of them in order (one stream,
+ * not one per plane); each channel's sums are still over the images in order. */
+static void bn_backward_part(st_layer *l, const float *in, const float *dout, float *dinp, int n,
+                             int nhwc, int part, int parts)
 {
     int C = l->in_c;
     const st_layer *pool = l->pool_after;
@@ -424,30 +429,35 @@ static void bn_backward(st_layer *l, const float *in, const float *dout, float *
     /* the input gradient left to the conv before: in place after it, or with a pool (which is
      * only fused after one) */
     int defer = (l->stats_src && dinp == dout) || pool;
-    /* each thread its share of the channels (static), ST_CHAN_BLOCK at a time image by
-     * image, so that it reads each image's planes of them in order (one stream, not one per
-     * plane); each channel's sums are still over the images in order */
-#pragma omp parallel num_threads(nthreads())
-    {
-        int lo, hi;
-        st_part_range(C, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-        for (int c0 = lo; c0 < hi; c0 += ST_CHAN_BLOCK) {
-            int c1 = hi - c0 < ST_CHAN_BLOCK ? hi : c0 + ST_CHAN_BLOCK;
-            double a1[ST_CHAN_BLOCK][8] = {{0}}, a2[ST_CHAN_BLOCK][8] = {{0}};
-            if (nhwc)
-                chan_dsums_nhwc(a1, a2, x, dout, l, c0, c1, n, XHW);
-            else
-                for (int i = 0; i < n; i++)
-                    for (int c = c0; c < c1; c++) {
-                        bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
-                                     l->relu_fused};
-                        size_t off = ((size_t)i * C + c) * XHW;
-                        chan_dsums(a1[c - c0], a2[c - c0], x + off, dout + off, q, XHW);
-                    }
-            for (int c = c0; c < c1; c++)
-                bn_grads(l, in, dout, dinp, n, c, st_sum8(a1[c - c0]), st_sum8(a2[c - c0]), defer);
-        }
+    int lo, hi;
+    st_part_range(C, part, parts, &lo, &hi);
+    for (int c0 = lo; c0 < hi; c0 += ST_CHAN_BLOCK) {
+        int c1 = hi - c0 < ST_CHAN_BLOCK ? hi : c0 + ST_CHAN_BLOCK;
+        double a1[ST_CHAN_BLOCK][8] = {{0}}, a2[ST_CHAN_BLOCK][8] = {{0}};
+        if (nhwc)
+            chan_dsums_nhwc(a1, a2, x, dout, l, c0, c1, n, XHW);
+        else
+            for (int i = 0; i < n; i++)
+                for (int c = c0; c < c1; c++) {
+                    bn_chan q = {l->save_mean[c], l->save_invstd[c], l->w[c], l->b[c],
+                                 l->relu_fused};
+                    size_t off = ((size_t)i * C + c) * XHW;
+                    chan_dsums(a1[c - c0], a2[c - c0], x + off, dout + off, q, XHW);
+                }
+        for (int c = c0; c < c1; c++)
+            bn_grads(l, in, dout, dinp, n, c, st_sum8(a1[c - c0]), st_sum8(a2[c - c0]), defer);
     }
+}
+
+/* With a fused ReLU, dout is the ReLU's output gradient (its mask is applied here); with a fused
+ * 2x2 max pool after that (pool_after), dout is the pool's output gradient, and the inputs at the
+ * pool's maxima are those the pool saved (xmax); with nhwc (the model's NHWC chain), both
+ * channels-last. After a conv, in place (the model's case), the input gradient is left to the
+ * conv's backward (dx_coef). */
+static void bn_backward(st_layer *l, const float *in, const float *dout, float *dinp, int n,
+                        int nhwc)
+{
+    ST_PARALLEL(nthreads(), bn_backward_part(l, in, dout, dinp, n, nhwc, part, parts));
 }
 
 /* ------------------------------------------------------------------------------ max pool */
@@ -639,13 +649,37 @@ ST_VEC_CLONES static void pool_row_nhwc(float *restrict y, int32_t *restrict am,
     }
 }
 
+/* Row r (image r / OH, output row r % OH) of the channels-last pool with its batch norm. */
+static void pool_row_at(st_layer *l, const float *in, const st_layer *bn, int r)
+{
+    int C = l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    int i = r / OH, oh = r % OH;
+    size_t o = ((size_t)i * OH + oh) * OW * C;
+    pool_row_nhwc(l->out + o, l->argmax + o, l->xmax + o, in + (size_t)i * H * W * C, C, W, oh,
+                  OW, bn);
+}
+
+/* Plane p (image p / C, channel p % C) of the pool, with its batch norm where bn != NULL. */
+static void pool_plane_at(st_layer *l, const float *in, const st_layer *bn, int training, int p)
+{
+    int C = l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    bn_chan q = {0};
+    if (bn) {
+        int c = p % C;
+        q = (bn_chan){bn->save_mean[c], bn->save_invstd[c], bn->w[c], bn->b[c], 1};
+    }
+    size_t o = (size_t)p * OH * OW;
+    maxpool2x2_plane(l->out + o, training ? l->argmax + o : NULL, bn ? l->xmax + o : NULL,
+                     in + (size_t)p * H * W, W, OH, OW, bn ? &q : NULL);
+}
+
 /* Training: with a batch norm (+ ReLU) fused before it (bn_before), the pool reads the batch
  * norm's input, the conv's output, and applies them itself (the batch norm skipped that pass);
  * nhwc: that input and the pool's output, argmax and xmax are channels-last (the model's NHWC
  * chain), rows of images handed out to threads. */
 static void maxpool_forward(st_layer *l, const float *in, int n, int training, int nhwc)
 {
-    int C = l->in_c, planes = n * C, H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    int planes = n * l->in_c, H = l->in_h, W = l->in_w, OH = l->out_h;
     int K = l->pool.k, S = l->pool.s;
     if (K != 2 || S != 2) {
         maxpool2d_forward_ref(l->out, l->argmax, in, n, l->in_c, H, W, K, S);
@@ -656,43 +690,31 @@ static void maxpool_forward(st_layer *l, const float *in, int n, int training, i
         in = bn->stats_src->out;
     if (bn && nhwc) {
         int rows = n * OH;
-#pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads()) if (rows > 16)
-        for (int r = 0; r < rows; r++) {
-            int i = r / OH, oh = r % OH;
-            size_t o = ((size_t)i * OH + oh) * OW * C;
-            pool_row_nhwc(l->out + o, l->argmax + o, l->xmax + o, in + (size_t)i * H * W * C, C,
-                          W, oh, OW, bn);
-        }
+        ST_PARALLEL_FOR(rows > 16 ? nthreads() : 1, 8, r, rows,
+                        pool_row_at(l, in, bn, (int)r));
         return;
     }
     /* a few microseconds of work (one image) is done before a second thread would start */
-#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) \
-    if ((long)planes * H * W > 16384)
-    for (int p = 0; p < planes; p++) {
-        bn_chan q = {0};
-        if (bn) {
-            int c = p % C;
-            q = (bn_chan){bn->save_mean[c], bn->save_invstd[c], bn->w[c], bn->b[c], 1};
-        }
-        maxpool2x2_plane(l->out + (size_t)p * OH * OW,
-                         training ? l->argmax + (size_t)p * OH * OW : NULL,
-                         bn ? l->xmax + (size_t)p * OH * OW : NULL, in + (size_t)p * H * W, W, OH,
-                         OW, bn ? &q : NULL);
-    }
+    ST_PARALLEL_FOR((long)planes * H * W > 16384 ? nthreads() : 1, 16, p, planes,
+                    pool_plane_at(l, in, bn, training, (int)p));
+}
+
+/* Plane p of the pool's backward: each output's gradient to its maximum. */
+static void unpool_plane(const st_layer *l, const float *dout, float *dinp, long p)
+{
+    int HW = l->in_h * l->in_w, OHW = l->out_h * l->out_w;
+    float *dx = dinp + (size_t)p * HW;
+    const float *dy = dout + (size_t)p * OHW;
+    const int32_t *am = l->argmax + (size_t)p * OHW;
+    memset(dx, 0, sizeof(float) * (size_t)HW);
+    for (int o = 0; o < OHW; o++)
+        dx[am[o]] += dy[o];
 }
 
 static void maxpool_backward(st_layer *l, const float *dout, float *dinp, int n)
 {
-    int planes = n * l->in_c, HW = l->in_h * l->in_w, OHW = l->out_h * l->out_w;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads()) if (planes > 8)
-    for (int p = 0; p < planes; p++) {
-        float *dx = dinp + (size_t)p * HW;
-        const float *dy = dout + (size_t)p * OHW;
-        const int32_t *am = l->argmax + (size_t)p * OHW;
-        memset(dx, 0, sizeof(float) * (size_t)HW);
-        for (int o = 0; o < OHW; o++)
-            dx[am[o]] += dy[o];
-    }
+    int planes = n * l->in_c;
+    ST_PARALLEL_FOR(planes > 8 ? nthreads() : 1, 16, p, planes, unpool_plane(l, dout, dinp, p));
 }
 
 /* ------------------------------------------------------------------------------ linear */
@@ -749,17 +771,20 @@ static void relu_backward_chunk(float *restrict dinp, const float *restrict dout
     }
 }
 
+/* Chunk c of relu_forward. */
+static void relu_chunk_at(float *out, const float *in, size_t total, long c)
+{
+    size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
+    if (out == in)
+        relu_inplace_chunk(out + lo, n);
+    else
+        relu_chunk(out + lo, in + lo, n);
+}
+
 static void relu_forward(float *out, const float *in, size_t total)
 {
     long nc = (long)((total + CHUNK - 1) / CHUNK);
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nc > 2)
-    for (long c = 0; c < nc; c++) {
-        size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
-        if (out == in)
-            relu_inplace_chunk(out + lo, n);
-        else
-            relu_chunk(out + lo, in + lo, n);
-    }
+    ST_PARALLEL_FOR(nc > 2 ? nthreads() : 1, 1, c, nc, relu_chunk_at(out, in, total, c));
 }
 
 static void relu_backward_inplace_chunk(float *restrict d, const float *restrict out, size_t n)
@@ -781,18 +806,22 @@ static void mul_inplace(float *restrict d, const float *restrict mask, size_t n)
 typedef void (*inplace_fn)(float *restrict, const float *restrict, size_t);
 typedef void (*copy_fn)(float *restrict, const float *restrict, const float *restrict, size_t);
 
+static void backward_chunk_at(float *dinp, const float *dout, const float *aux, size_t total,
+                              inplace_fn inplace, copy_fn copy, long c)
+{
+    size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
+    if (dinp == dout)
+        inplace(dinp + lo, aux + lo, n);
+    else
+        copy(dinp + lo, dout + lo, aux + lo, n);
+}
+
 static void chunked_backward(float *dinp, const float *dout, const float *aux, size_t total,
                              inplace_fn inplace, copy_fn copy)
 {
     long nc = (long)((total + CHUNK - 1) / CHUNK);
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (nc > 2)
-    for (long c = 0; c < nc; c++) {
-        size_t lo = (size_t)c * CHUNK, n = total - lo < CHUNK ? total - lo : CHUNK;
-        if (dinp == dout)
-            inplace(dinp + lo, aux + lo, n);
-        else
-            copy(dinp + lo, dout + lo, aux + lo, n);
-    }
+    ST_PARALLEL_FOR(nc > 2 ? nthreads() : 1, 1, c, nc,
+                    backward_chunk_at(dinp, dout, aux, total, inplace, copy, c));
 }
 
 static void relu_backward(float *dinp, const float *dout, const float *out, size_t total)
@@ -855,6 +884,26 @@ __attribute__((target("avx2"))) static void dropout_blocks4(float *out, float *m
 }
 #endif
 
+/* Blocks 4g to 4g + 3 of dropout_forward (those of the n values there are), with generator key
+ * and threshold, kept values times scale. */
+static void dropout_group(float *out, float *mask, const float *in, size_t n, uint64_t key,
+                          uint64_t threshold, float scale, long g)
+{
+    long nb = (long)((n + ST_DROPOUT_BLOCK - 1) / ST_DROPOUT_BLOCK), b = 4 * g;
+#if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
+    if (st_cpu_level() >= ST_CPU_AVX2 && threshold >= 1 && b + 4 <= (long)(n / ST_DROPOUT_BLOCK)) {
+        size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
+        dropout_blocks4(out + lo, mask + lo, in + lo, key, (uint64_t)b, threshold, scale);
+        return;
+    }
+#endif
+    for (; b < nb && b < 4 * g + 4; b++) {
+        size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
+        size_t len = n - lo < ST_DROPOUT_BLOCK ? n - lo : ST_DROPOUT_BLOCK;
+        st_dropout_block(out + lo, mask + lo, in + lo, len, key, (uint64_t)b, threshold, scale);
+    }
+}
+
 /* The masks of dropout_forward_ref (see st_dropout_block), blocks drawn in parallel, four at a
  * time in vector lanes where the CPU has AVX2. */
 static void dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
@@ -866,28 +915,9 @@ static void dropout_forward(float *out, float *mask, const float *in, size_t n, 
     }
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     uint64_t key = st_rng_next(rng), threshold = st_dropout_threshold(p);
-    long nb = (long)((n + ST_DROPOUT_BLOCK - 1) / ST_DROPOUT_BLOCK);
-    long full = (long)(n / ST_DROPOUT_BLOCK), groups = (nb + 3) / 4;
-#if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
-    const int lanes = st_cpu_level() >= ST_CPU_AVX2 && threshold >= 1;
-#endif
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads()) if (groups > 2)
-    for (long g = 0; g < groups; g++) {
-        long b = 4 * g;
-#if defined(ST_HAVE_X86_KERNELS) && defined(__GNUC__)
-        if (lanes && b + 4 <= full) {
-            size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
-            dropout_blocks4(out + lo, mask + lo, in + lo, key, (uint64_t)b, threshold, scale);
-            continue;
-        }
-#endif
-        for (; b < nb && b < 4 * g + 4; b++) {
-            size_t lo = (size_t)b * ST_DROPOUT_BLOCK;
-            size_t len = n - lo < ST_DROPOUT_BLOCK ? n - lo : ST_DROPOUT_BLOCK;
-            st_dropout_block(out + lo, mask + lo, in + lo, len, key, (uint64_t)b, threshold,
-                             scale);
-        }
-    }
+    long nb = (long)((n + ST_DROPOUT_BLOCK - 1) / ST_DROPOUT_BLOCK), groups = (nb + 3) / 4;
+    ST_PARALLEL_FOR(groups > 2 ? nthreads() : 1, 1, g, groups,
+                    dropout_group(out, mask, in, n, key, threshold, scale, g));
 }
 
 static void mul_chunk(float *restrict out, const float *restrict a, const float *restrict b,

@@ -67,8 +67,8 @@ void st_buffer_free(void *p)
 {
     if (!p)
         return;
-    buffer_head *h = (buffer_head *)p - 1;
 #if defined(ST_HUGE_PAGES)
+    buffer_head *h = (buffer_head *)p - 1;
     if (h->base) {
         munmap(h->base, h->len);
         return;

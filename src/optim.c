@@ -3,6 +3,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,25 +72,31 @@ void st_optim_free(st_optim *o)
     free(o);
 }
 
-static void step(st_optim *o, int zero_grad)
+#define STEP_CHUNK 16384
+
+/* Chunk c (STEP_CHUNK parameters) of an update. */
+static void step_chunk(st_optim *o, int zero_grad, long c)
 {
     st_model *m = o->model;
+    size_t n = m->num_params, lo = (size_t)c * STEP_CHUNK;
+    size_t len = lo + STEP_CHUNK <= n ? STEP_CHUNK : n - lo;
+    if (o->cfg.kind == ST_OPTIM_ADAM)
+        adam_update_ref(m->params + lo, m->grads + lo, o->m1 + lo, o->m2 + lo, len, o->cfg.lr,
+                        o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->steps);
+    else
+        sgd_update_ref(m->params + lo, m->grads + lo, o->m1 + lo, len, o->cfg.lr,
+                       o->cfg.momentum, o->steps);
+    if (zero_grad)
+        memset(m->grads + lo, 0, len * sizeof(float));
+}
+
+static void step(st_optim *o, int zero_grad)
+{
     o->steps++;
     /* Element-wise, so splitting the range among threads leaves every value bit-identical. */
-    size_t n = m->num_params, chunk = 16384;
-    long nchunks = (long)((n + chunk - 1) / chunk);
-#pragma omp parallel for schedule(dynamic) if (nchunks > 4)
-    for (long c = 0; c < nchunks; c++) {
-        size_t lo = (size_t)c * chunk, len = lo + chunk <= n ? chunk : n - lo;
-        if (o->cfg.kind == ST_OPTIM_ADAM)
-            adam_update_ref(m->params + lo, m->grads + lo, o->m1 + lo, o->m2 + lo, len, o->cfg.lr,
-                            o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->steps);
-        else
-            sgd_update_ref(m->params + lo, m->grads + lo, o->m1 + lo, len, o->cfg.lr,
-                           o->cfg.momentum, o->steps);
-        if (zero_grad)
-            memset(m->grads + lo, 0, len * sizeof(float));
-    }
+    long nchunks = (long)((o->model->num_params + STEP_CHUNK - 1) / STEP_CHUNK);
+    ST_PARALLEL_FOR(nchunks > 4 ? st_get_threads() : 1, 1, c, nchunks,
+                    step_chunk(o, zero_grad, c));
 }
 
 void st_optim_step(st_optim *o)
