@@ -913,9 +913,8 @@ ST_VEC_CLONES static void wino_weights_part(float *restrict U, const float *rest
 static void wino_weights(float *restrict U, const float *restrict w, int C, int OC, int flip,
                          int m)
 {
-    int ni = flip ? OC : C;
     /* (training transforms the weights at every call: conv3's take about 1% of a step alone) */
-    ST_PARALLEL(ni * (flip ? C : OC) >= 2048 ? st_get_threads() : 1,
+    ST_PARALLEL(C * OC >= 2048 ? st_get_threads() : 1,
                 wino_weights_part(U, w, C, OC, flip, m, part, parts));
 }
 
