@@ -9,8 +9,8 @@
  *  - Models, optimisers and datasets are opaque objects created and freed by the functions here.
  *    All memory a training step or an evaluation pass needs is allocated when the model and its
  *    optimiser are created: st_model_forward, st_model_loss, st_model_backward and the
- *    optimiser's steps allocate nothing (tests/test_alloc.c, at 1 and 2 threads; with more,
- *    OpenMP builds a new team where a parallel region's number of threads changes).
+ *    optimiser's steps allocate nothing and start no thread (tests/test_alloc.c, 1 to 4
+ *    threads).
  */
 #ifndef STRIDE_H
 #define STRIDE_H

@@ -37,6 +37,7 @@
 #include "gemm.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <string.h>
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -1765,14 +1766,24 @@ int st_conv_nhwc_fits(const st_conv_shape *s, int N, int layout)
 /* Runs fn over the groups: one group per thread at a time; with a single group (or thread),
  * outside any parallel region, so that the GEMMs themselves can be threaded (a parallel region
  * nested in an inactive one would start new threads at every call). */
-static void run_groups(const conv_call *c, int nthreads,
-                       void (*fn)(const conv_call *, int, float *, int))
+typedef void (*group_fn)(const conv_call *, int, float *, int);
+
+/* Thread `part`'s share of run_groups: the next group not taken, until none is left, in the
+ * part's own workspace. */
+static void groups_part(const conv_call *c, group_fn fn, atomic_int *next, int part)
+{
+    float *ws = c->ws + (size_t)part * c->per_thread;
+    for (int g; (g = atomic_fetch_add_explicit(next, 1, memory_order_relaxed)) < c->ng;)
+        fn(c, g, ws, 0);
+}
+
+static void run_groups(const conv_call *c, int nthreads, group_fn fn)
 {
     int nt = threads_for(c->ng, nthreads);
     if (nt > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int g = 0; g < c->ng; g++)
-            fn(c, g, c->ws + (size_t)omp_get_thread_num() * c->per_thread, 0);
+        atomic_int next;
+        atomic_init(&next, 0);
+        ST_PARALLEL(nt, groups_part(c, fn, &next, part));
     } else {
         int inner = st_get_threads() > 1; /* few groups: thread the GEMMs */
         for (int g = 0; g < c->ng; g++)

@@ -37,6 +37,11 @@ int st_get_threads(void)
 {
     if (tl_thread_cap > 0)
         return tl_thread_cap;
+    return st_region_threads();
+}
+
+int st_region_threads(void)
+{
     int n = atomic_load(&g_threads);
     if (n > 0)
         return n;

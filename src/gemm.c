@@ -558,7 +558,9 @@ void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
         gn = imin(un, (parts + gm - 1) / gm);
     }
     const int tiles = gm * gn;
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
+    /* (a region of the library's one size, see ST_PARALLEL: threads past the tiles get none) */
+    const int width = st_region_threads();
+#pragma omp parallel for num_threads(width) schedule(dynamic)
     for (int t = 0; t < tiles; t++) {
         const int ti = t / gn, tj = t % gn;
         const int i0 = imin(M, split(um, gm, ti) * bm), i1 = imin(M, split(um, gm, ti + 1) * bm);

@@ -31,24 +31,35 @@
 #define ST_SHUFFLE4(a, b, i, j, k, l) __builtin_shuffle(a, b, (__typeof__((a) > (a))){i, j, k, l})
 #endif
 
-/* OpenMP parallel regions that are not entered when one thread would run them (NT <= 1, or
- * inside another region): the work then runs on the calling thread. A region of one thread
- * still costs its start, and libgomp allocates and frees a team for it; a training step and an
- * evaluation pass allocate nothing (tests/test_alloc.c).
- *   ST_PARALLEL(NT, CALL): CALL, a statement, run by each of NT threads, with the ints `part`
- *     (the thread's number) and `parts` (how many run it) in scope;
+/* OpenMP parallel regions, all of one size, that are not entered when one thread would run them
+ * (NT <= 1, or inside another region): the work then runs on the calling thread.
+ *
+ * Every region the library enters has st_region_threads() threads (the count set), however
+ * many of them work in it (NT, at most that many): libgomp keeps one pool of threads and one
+ * team for the last region's size, and a region of another size allocates a new team; one with
+ * fewer threads than the region before also makes the surplus threads exit, so that the next
+ * larger region starts new ones (on 4 threads a CNN step did that twice). A region of one thread
+ * still costs its start and a team. A training step and an evaluation pass allocate nothing
+ * and start no thread (tests/test_alloc.c).
+ *   ST_PARALLEL(NT, CALL): CALL, a statement, run by each of min(NT, team) threads, with the ints
+ *     `part` (the thread's number) and `parts` (how many run it) in scope; the others wait at
+ *     the region's end;
  *   ST_PARALLEL_FOR(NT, CHUNK, I, N, CALL): for (long I = 0; I < N; I++) CALL, CHUNK iterations
- *     at a time handed to whichever thread is free (a dynamic schedule).
+ *     at a time handed to whichever thread is free (a dynamic schedule; with fewer iterations
+ *     than threads, some get none).
  * Which thread runs what must never change a value (the callers' loops write disjoint parts).
  * Use in files that include <omp.h>. */
+int st_region_threads(void); /* cpu.c: the thread count set, whatever the thread's cap */
 #define ST_PARALLEL(NT, CALL)                                                                     \
     do {                                                                                          \
-        const int st_nt_ = (NT);                                                                  \
-        if (st_nt_ > 1 && !omp_in_parallel()) {                                                   \
-            _Pragma("omp parallel num_threads(st_nt_)")                                           \
+        const int st_nt_ = (NT), st_width_ = st_region_threads();                                 \
+        if (st_nt_ > 1 && st_width_ > 1 && !omp_in_parallel()) {                                  \
+            _Pragma("omp parallel num_threads(st_width_)")                                        \
             {                                                                                     \
-                const int part = omp_get_thread_num(), parts = omp_get_num_threads();             \
-                CALL;                                                                             \
+                const int part = omp_get_thread_num();                                            \
+                const int parts = st_nt_ < omp_get_num_threads() ? st_nt_ : omp_get_num_threads(); \
+                if (part < parts)                                                                 \
+                    CALL;                                                                         \
             }                                                                                     \
         } else {                                                                                  \
             const int part = 0, parts = 1;                                                        \
@@ -59,10 +70,10 @@
 
 #define ST_PARALLEL_FOR(NT, CHUNK, I, N, CALL)                                                    \
     do {                                                                                          \
-        const int st_nt_ = (NT), st_chunk_ = (CHUNK);                                             \
+        const int st_nt_ = (NT), st_chunk_ = (CHUNK), st_width_ = st_region_threads();            \
         const long st_n_ = (N);                                                                   \
-        if (st_nt_ > 1 && st_n_ > 1 && !omp_in_parallel()) {                                      \
-            _Pragma("omp parallel for schedule(dynamic, st_chunk_) num_threads(st_nt_)")          \
+        if (st_nt_ > 1 && st_width_ > 1 && st_n_ > 1 && !omp_in_parallel()) {                     \
+            _Pragma("omp parallel for schedule(dynamic, st_chunk_) num_threads(st_width_)")       \
             for (long I = 0; I < st_n_; I++)                                                      \
                 CALL;                                                                             \
         } else {                                                                                  \

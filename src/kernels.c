@@ -1256,12 +1256,19 @@ void st_forward_team(st_model *m, const float *x, int size)
     st_team team;
     atomic_init(&team.next, 0);
     atomic_init(&team.done, 0);
-#pragma omp parallel num_threads(size)
+    /* (a region of the library's one size, see ST_PARALLEL: threads past the team's size wait
+     * at its end) */
+    const int width = st_region_threads() > size ? st_region_threads() : size;
+#pragma omp parallel num_threads(width)
     {
-        st_member me = {&team, omp_get_thread_num(), omp_get_num_threads(), 0, -1};
-        const float *in = x;
-        for (int i = 0; i < m->nlayers; i++)
-            in = layer_member(m, &m->layers[i], in, &me);
+        const int id = omp_get_thread_num();
+        const int members = size < omp_get_num_threads() ? size : omp_get_num_threads();
+        if (id < members) {
+            st_member me = {&team, id, members, 0, -1};
+            const float *in = x;
+            for (int i = 0; i < m->nlayers; i++)
+                in = layer_member(m, &m->layers[i], in, &me);
+        }
     } /* (the region's end waits for every member: every item is finished) */
 }
 

@@ -9,13 +9,25 @@
  * (CNN, multi-layer, 1-layer) is created and warmed up by one step at its full batch (OpenMP
  * starts its threads then), and then trained and evaluated at batch sizes 100 (evaluated 64
  * images at a time), 64, 32 (an epoch's last batch), 3 and 1 (one thread; one image by a team
- * of threads in evaluation), at 1 and 2 threads, with Adam and SGD with momentum. */
+ * of threads in evaluation), at 1 to 4 threads, with Adam and SGD with momentum.
+ *
+ * It also checks that no thread starts or ends during those steps (on Linux, by the thread ids
+ * in /proc/self/task): libgomp keeps one pool of threads, sized for the last parallel region,
+ * and a region with fewer threads than the one before makes the surplus threads exit, so that
+ * the next larger one starts new ones. On 3 or 4 threads a CNN step used to do that once or
+ * twice (and allocate a new team each time). */
 #include "stride.h"
 
 #include "check.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#if defined(__linux__)
+#include <dirent.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define COUNT_WITH_ASAN 1
@@ -140,6 +152,63 @@ static long allocations_in(void (*fn)(void *), void *arg)
     return __atomic_load_n(&allocations, __ATOMIC_RELAXED);
 }
 
+/* The process's threads, by id, into tids (sorted; at most max): how many, or -1 if unknown. */
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+static int thread_ids(long *tids, int max)
+{
+#if defined(__linux__)
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.' && n < max)
+            tids[n++] = atol(e->d_name);
+    closedir(d);
+    qsort(tids, (size_t)n, sizeof *tids, cmp_long);
+    return n;
+#else
+    (void)tids, (void)max;
+    return -1;
+#endif
+}
+
+enum { MAX_TIDS = 64 };
+
+/* Waits (up to 2 s) until the process's threads stay the same for 50 ms: threads that libgomp
+ * let go before (when the thread count was lowered) may still be ending. */
+static void settle_threads(void)
+{
+    long a[MAX_TIDS], b[MAX_TIDS];
+    int na = thread_ids(a, MAX_TIDS);
+    for (int i = 0; i < 40 && na >= 0; i++) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        int nb = thread_ids(b, MAX_TIDS);
+        if (nb < 0 || (nb == na && memcmp(a, b, sizeof(long) * na) == 0))
+            return;
+        na = nb;
+        memcpy(a, b, sizeof(long) * nb);
+    }
+}
+
+/* Runs fn(arg), counting its allocations; *same: whether the process had the same threads
+ * before and after (1 where that cannot be known). */
+static long allocations_and_threads(void (*fn)(void *), void *arg, int *same)
+{
+    long before[MAX_TIDS], after[MAX_TIDS];
+    int nb = thread_ids(before, MAX_TIDS);
+    long a = allocations_in(fn, arg);
+    int na = thread_ids(after, MAX_TIDS);
+    *same = nb < 0 || na < 0 || (na == nb && memcmp(before, after, sizeof(long) * nb) == 0);
+    return a;
+}
+
 /* The counters themselves count: a malloc and a mapping are seen. */
 static void allocate_some(void *arg)
 {
@@ -218,18 +287,24 @@ static void check_model(st_model_kind kind, int threads, int sgd)
         job j = {m, o, x, y, B, 1, 1};
         st_model_set_training(m, 1);
         train_steps(&j); /* warm-up: OpenMP's threads start */
+        settle_threads();
         const int sizes[5] = {B, 64, 32, 3, 1};
         for (int t = 0; t < 5; t++) {
             j.n = sizes[t];
             j.steps = 2;
+            int same;
             st_model_set_training(m, 1);
-            long a = allocations_in(train_steps, &j);
+            long a = allocations_and_threads(train_steps, &j, &same);
             CHECKF(a == 0 && j.ok, "%s, %s, %d thread(s), batch %d: %ld allocations in 2 steps",
                    st_model_kind_name(kind), sgd ? "SGD" : "Adam", threads, sizes[t], a);
+            CHECKF(same, "%s, %d thread(s), batch %d: threads started or ended in 2 steps",
+                   st_model_kind_name(kind), threads, sizes[t]);
             st_model_set_training(m, 0);
-            a = allocations_in(eval_passes, &j);
+            a = allocations_and_threads(eval_passes, &j, &same);
             CHECKF(a == 0 && j.ok, "%s, %d thread(s), batch %d: %ld allocations in 2 evaluations",
                    st_model_kind_name(kind), threads, sizes[t], a);
+            CHECKF(same, "%s, %d thread(s), batch %d: threads started or ended in 2 evaluations",
+                   st_model_kind_name(kind), threads, sizes[t]);
         }
     }
     st_optim_free(o);
@@ -241,18 +316,23 @@ static void test_cnn_steps(void)
 {
     check_model(ST_MODEL_CNN, 1, 0);
     check_model(ST_MODEL_CNN, 2, 0);
+    check_model(ST_MODEL_CNN, 3, 1);
+    check_model(ST_MODEL_CNN, 4, 0);
 }
 
 static void test_mlp_steps(void)
 {
     check_model(ST_MODEL_MLP, 1, 0);
     check_model(ST_MODEL_MLP, 2, 1);
+    check_model(ST_MODEL_MLP, 3, 0);
+    check_model(ST_MODEL_MLP, 4, 1);
 }
 
 static void test_linear_steps(void)
 {
     check_model(ST_MODEL_LINEAR, 1, 1);
     check_model(ST_MODEL_LINEAR, 2, 0);
+    check_model(ST_MODEL_LINEAR, 4, 1);
 }
 
 int main(void)
