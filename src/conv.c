@@ -1763,9 +1763,6 @@ int st_conv_nhwc_fits(const st_conv_shape *s, int N, int layout)
     return !(layout & ST_CONV_NHWC_OUT) || wino || direct_fits(s);
 }
 
-/* Runs fn over the groups: one group per thread at a time; with a single group (or thread),
- * outside any parallel region, so that the GEMMs themselves can be threaded (a parallel region
- * nested in an inactive one would start new threads at every call). */
 typedef void (*group_fn)(const conv_call *, int, float *, int);
 
 /* Thread `part`'s share of run_groups: the next group not taken, until none is left, in the
@@ -1777,6 +1774,9 @@ static void groups_part(const conv_call *c, group_fn fn, atomic_int *next, int p
         fn(c, g, ws, 0);
 }
 
+/* Runs fn over the groups: one group per thread at a time; with a single group (or thread),
+ * outside any parallel region, so that the GEMMs themselves can be threaded (a parallel region
+ * nested in an inactive one would start new threads at every call). */
 static void run_groups(const conv_call *c, int nthreads, group_fn fn)
 {
     int nt = threads_for(c->ng, nthreads);
