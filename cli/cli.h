@@ -16,7 +16,7 @@ typedef struct options {
     int batch;            /* --batch N (64) */
     double lr;            /* --lr X (0.001) */
     uint64_t seed;        /* --seed N (777) */
-    int threads;          /* --threads N (0: all cores) */
+    int threads;          /* --threads N (0: OMP_NUM_THREADS, else all cores) */
     int limit;            /* --limit N (0: all images) */
     const char *model;    /* --model M */
     const char *out;      /* --out DIR or FILE */

@@ -50,7 +50,8 @@ static const char *common_help =
     "  --batch N      batch size (64)\n"
     "  --lr X         Adam learning rate (0.001)\n"
     "  --seed N       random seed for initialisation, shuffling and dropout (777)\n"
-    "  --threads N    threads (default: all cores; results do not depend on it)\n"
+    "  --threads N    threads (default: $OMP_NUM_THREADS, else all cores; results do\n"
+    "                 not depend on it)\n"
     "  --limit N      use only the first N training and test images\n"
     "  --quiet        no progress bar\n";
 
@@ -124,7 +125,8 @@ int cmd_run(int argc, char **argv)
     char num[3][32];
 
     /* 1. data */
-    printf("Device: cpu (%s kernels, %d threads)\n", st_kernel_name(), st_get_threads());
+    int nt = st_get_threads();
+    printf("Device: cpu (%s kernels, %d thread%s)\n", st_kernel_name(), nt, nt == 1 ? "" : "s");
     printf("Training data: %s images\n", fmt_int(train.n, num[0], sizeof num[0]));
     printf("Test data: %s images\n", fmt_int(test.n, num[1], sizeof num[1]));
     printf("Batch size: %d\n", o.batch);
@@ -401,11 +403,12 @@ int cmd_train(int argc, char **argv)
     if (o.resume)
         printf("Resuming %s from %s at epoch %d, batch %d\n", rec.label, o.resume,
                state.epoch + 1, state.batch);
+    int nt = st_get_threads();
     printf("Training %s (%s parameters) on %s images, batch %d, Adam lr %g, seed %llu, %d "
-           "threads\n",
+           "thread%s\n",
            rec.label, fmt_int((long long)rec.params, num[0], sizeof num[0]),
-           fmt_int(train.n, num[1], sizeof num[1]), o.batch, o.lr, (unsigned long long)o.seed,
-           st_get_threads());
+           fmt_int(train.n, num[1], sizeof num[1]), o.batch, o.lr, (unsigned long long)o.seed, nt,
+           nt == 1 ? "" : "s");
     rc = train_model(m, opt, &train, &rec, &state, "", ckpt[0] ? ckpt : NULL, o.quiet);
     if (rc == 0) {
         print_epoch_summary(&rec);
@@ -453,7 +456,7 @@ int cmd_eval(int argc, char **argv)
                     "                 as CSV\n"
                     "  --data DIR     FashionMNIST directory\n"
                     "  --batch N      batch size (64)\n"
-                    "  --threads N    threads (all cores)\n"
+                    "  --threads N    threads ($OMP_NUM_THREADS, else all cores)\n"
                     "  --limit N      use only the first N test images\n",
                     NULL);
     if (!o.weights)

@@ -122,7 +122,7 @@ int parse_options(const char *cmd, int argc, char **argv, unsigned allowed, opti
         if (bit == OPT_DATA) o->data = value;
         else if (bit == OPT_EPOCHS) rc = parse_int(name, value, 1, 1000, &o->epochs);
         else if (bit == OPT_BATCH) rc = parse_int(name, value, 1, 65536, &o->batch);
-        else if (bit == OPT_THREADS) rc = parse_int(name, value, 1, 1024, &o->threads);
+        else if (bit == OPT_THREADS) rc = parse_int(name, value, 1, ST_MAX_THREADS, &o->threads);
         else if (bit == OPT_LIMIT) rc = parse_int(name, value, 1, 100000000, &o->limit);
         else if (bit == OPT_INDEX) rc = parse_int(name, value, 0, 100000000, &o->index);
         else if (bit == OPT_LR) {

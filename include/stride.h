@@ -46,11 +46,14 @@ uint32_t st_rng_below(st_rng *rng, uint32_t n);
 
 /* ---------------------------------------------------------------- threads and CPU */
 
-/* Number of threads used by the kernels (default: all cores). Results are bit-identical whatever
- * the number of threads. A forward pass of one image in evaluation mode (the CNN; the smaller
- * nets stay on one thread) runs either on the calling thread or by a team of these threads that
- * shares out each layer, whichever the model has timed as faster lately: on a shared machine a
- * second core can be worth nothing for a while (two virtual CPUs on one physical core). */
+/* Number of threads used by the kernels: n from 1 to ST_MAX_THREADS (larger: ST_MAX_THREADS), or
+ * 0 for the default, OMP_NUM_THREADS where it is set (its first number), else all the CPUs the
+ * process may run on. Results are bit-identical whatever the number of threads. A forward pass
+ * of one image in evaluation mode (the CNN; the smaller nets stay on one thread) runs either on
+ * the calling thread or by a team of these threads that shares out each layer, whichever the
+ * model has timed as faster lately: on a shared machine a second core can be worth nothing for
+ * a while (two virtual CPUs on one physical core). */
+#define ST_MAX_THREADS 1024
 void st_set_threads(int n);
 int st_get_threads(void);
 /* Name of the kernel family chosen at run time for this CPU: "avx512", "avx2" or "portable". */

@@ -2,7 +2,8 @@
  *
  * The level is detected once, on first use, with __builtin_cpu_supports (which also checks that
  * the OS saves the vector registers), and may be lowered with STRIDE_KERNEL=portable|avx2|avx512
- * to test the fallbacks. The thread count defaults to omp_get_num_procs().
+ * to test the fallbacks. The thread count defaults to OMP_NUM_THREADS, else to the CPUs this
+ * process may run on (omp_get_num_procs).
  */
 #include "gemm.h"
 #include "internal.h"
@@ -18,7 +19,7 @@ static atomic_int g_level = -1;      /* level in use; -1: not chosen yet */
 
 void st_set_threads(int n)
 {
-    atomic_store(&g_threads, n > 0 ? n : 0);
+    atomic_store(&g_threads, n > ST_MAX_THREADS ? ST_MAX_THREADS : n > 0 ? n : 0);
     /* so that other OpenMP regions of the library (and the program) follow the same setting */
     omp_set_num_threads(st_get_threads());
 }
@@ -40,13 +41,34 @@ int st_get_threads(void)
     return st_region_threads();
 }
 
+/* The default thread count, read once: OMP_NUM_THREADS where it starts with a number from 1 to
+ * ST_MAX_THREADS (its first level: "4,2" is 4), as OpenMP's runtime and PyTorch read it; else
+ * every CPU this process may run on. */
+static int default_threads(void)
+{
+    static atomic_int cached; /* 0: not read yet */
+    int n = atomic_load(&cached);
+    if (n > 0)
+        return n;
+    const char *env = getenv("OMP_NUM_THREADS");
+    char *end = NULL;
+    long v = env ? strtol(env, &end, 10) : 0;
+    if (env && end != env && v >= 1 && v <= ST_MAX_THREADS && (*end == '\0' || *end == ','))
+        n = (int)v;
+    else
+        n = omp_get_num_procs();
+    if (n < 1)
+        n = 1;
+    if (n > ST_MAX_THREADS)
+        n = ST_MAX_THREADS;
+    atomic_store(&cached, n);
+    return n;
+}
+
 int st_region_threads(void)
 {
     int n = atomic_load(&g_threads);
-    if (n > 0)
-        return n;
-    n = omp_get_num_procs();
-    return n > 0 ? n : 1;
+    return n > 0 ? n : default_threads();
 }
 
 static int detect_hw_level(void)

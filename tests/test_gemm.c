@@ -526,9 +526,25 @@ static void test_cpu_api(void)
     CHECK(st_get_threads() == omp_get_num_procs());
 }
 
+/* st_set_threads: a count is kept, a larger one than ST_MAX_THREADS capped, 0 the default. */
+static void test_thread_count(void)
+{
+    int def = st_get_threads();
+    CHECK(def >= 1 && def <= ST_MAX_THREADS);
+    st_set_threads(3);
+    CHECK(st_get_threads() == 3);
+    st_set_threads(ST_MAX_THREADS + 5);
+    CHECKF(st_get_threads() == ST_MAX_THREADS, "%d threads", st_get_threads());
+    st_set_threads(-2);
+    CHECKF(st_get_threads() == def, "%d threads, default %d", st_get_threads(), def);
+    st_set_threads(0);
+    CHECK(st_get_threads() == def);
+}
+
 int main(void)
 {
     RUN(test_cpu_api);
+    RUN(test_thread_count);
     RUN(test_exact_small);
     RUN(test_exact_stride_shapes);
     RUN(test_rounding_small);

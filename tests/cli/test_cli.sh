@@ -94,6 +94,20 @@ expect "eval no model flag needed" 0 "Model: ConvNet \(cnn\)" -- "$S" eval --wei
 "$S" train --model cnn --epochs 1 --limit 256 --data "$DATA" --save "$T/b.safetensors" --threads 2 >/dev/null 2>&1
 cmp -s "$T/a.safetensors" "$T/b.safetensors" && ok "threads 1 and 2 give identical weights" \
     || bad "threads 1 and 2 give identical weights"
+# the default thread count: OMP_NUM_THREADS where set (its first number), else every CPU (nproc
+# itself reads OMP_NUM_THREADS)
+ncpu=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+expect "OMP_NUM_THREADS sets the default threads" 0 "seed 777, 3 threads" -- \
+    env OMP_NUM_THREADS=3 "$S" train --model linear --epochs 1 --limit 64 --data "$DATA" --quiet
+expect "OMP_NUM_THREADS: a list's first number" 0 "seed 777, 5 threads" -- \
+    env OMP_NUM_THREADS=5,2 "$S" train --model linear --epochs 1 --limit 64 --data "$DATA" --quiet
+expect "--threads over OMP_NUM_THREADS" 0 "seed 777, 1 thread$" -- \
+    env OMP_NUM_THREADS=3 "$S" train --model linear --epochs 1 --limit 64 --data "$DATA" --quiet \
+    --threads 1
+expect "OMP_NUM_THREADS unset: every CPU" 0 "seed 777, $ncpu threads?$" -- \
+    env -u OMP_NUM_THREADS "$S" train --model linear --epochs 1 --limit 64 --data "$DATA" --quiet
+expect "OMP_NUM_THREADS invalid: every CPU" 0 "seed 777, $ncpu threads?$" -- \
+    env OMP_NUM_THREADS=99999 "$S" train --model linear --epochs 1 --limit 64 --data "$DATA" --quiet
 "$S" train --model cnn --epochs 1 --limit 256 --data "$DATA" --save "$T/c.safetensors" --seed 1 >/dev/null 2>&1
 cmp -s "$T/a.safetensors" "$T/c.safetensors" && bad "another seed gives other weights" \
     || ok "another seed gives other weights"
