@@ -152,13 +152,14 @@ static long allocations_in(void (*fn)(void *), void *arg)
     return __atomic_load_n(&allocations, __ATOMIC_RELAXED);
 }
 
-/* The process's threads, by id, into tids (sorted; at most max): how many, or -1 if unknown. */
 static int cmp_long(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
     return (x > y) - (x < y);
 }
 
+/* The process's threads, by id, into tids (sorted): how many, or -1 if unknown (more than
+ * max, or no /proc). */
 static int thread_ids(long *tids, int max)
 {
 #if defined(__linux__)
@@ -167,10 +168,16 @@ static int thread_ids(long *tids, int max)
         return -1;
     int n = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.' && n < max)
+        if (e->d_name[0] != '.') {
+            if (n == max) {
+                n = -1;
+                break;
+            }
             tids[n++] = atol(e->d_name);
+        }
     closedir(d);
-    qsort(tids, (size_t)n, sizeof *tids, cmp_long);
+    if (n > 0)
+        qsort(tids, (size_t)n, sizeof *tids, cmp_long);
     return n;
 #else
     (void)tids, (void)max;
