@@ -1896,8 +1896,8 @@ void st_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
     /* add the group partials in group order (the same sums whatever the threads), threads
      * taking slices of the weights */
     long nchunks = (long)((wsize + 4095) / 4096);
-    int rt = nchunks < st_get_threads() ? (int)nchunks : st_get_threads();
-    ST_PARALLEL_FOR(rt, 1, ch, nchunks, add_partials(dw, partial, ng, part_size, wsize, ch));
+    ST_PARALLEL_FOR(st_get_threads(), 1, ch, nchunks,
+                    add_partials(dw, partial, ng, part_size, wsize, ch));
     if (db)
         for (int g = 0; g < ng; g++)
             for (int oc = 0; oc < s->OC; oc++)

@@ -516,6 +516,23 @@ void st_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, con
 
 /* ---------------------------------------------------------------- threading */
 
+/* The tiles C is cut into for threads: gm x gn of them, in whole register blocks (bm x bn
+ * elements; um x un of them in C). */
+typedef struct tile_grid {
+    int bm, bn, um, un, gm, gn;
+} tile_grid;
+
+/* Tile k (row-major) of the grid. */
+static void run_tile(const gemm_plan *p, const tile_grid *t, int k)
+{
+    const int ti = k / t->gn, tj = k % t->gn;
+    const int i0 = imin(p->M, split(t->um, t->gm, ti) * t->bm);
+    const int i1 = imin(p->M, split(t->um, t->gm, ti + 1) * t->bm);
+    const int j0 = imin(p->N, split(t->un, t->gn, tj) * t->bn);
+    const int j1 = imin(p->N, split(t->un, t->gn, tj + 1) * t->bn);
+    run_range(p, i0, i1, j0, j1);
+}
+
 /* Below this many multiply-adds per thread, another thread costs more than it saves. */
 #define MIN_FMA_PER_THREAD 131072.0
 
@@ -548,25 +565,16 @@ void st_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
      * fifth on the layers' shapes. The tiles only decide who computes which elements of C,
      * never how, so the result does not depend on them. */
     int parts = threads;
-    int bm, bn, um, un, gm, gn;
-    reg_blocks(&p, &bm, &bn, &um, &un);
+    tile_grid t;
+    reg_blocks(&p, &t.bm, &t.bn, &t.um, &t.un);
     if (N >= M) {
-        gn = imin(un, parts);
-        gm = imin(um, (parts + gn - 1) / gn);
+        t.gn = imin(t.un, parts);
+        t.gm = imin(t.um, (parts + t.gn - 1) / t.gn);
     } else {
-        gm = imin(um, parts);
-        gn = imin(un, (parts + gm - 1) / gm);
+        t.gm = imin(t.um, parts);
+        t.gn = imin(t.un, (parts + t.gm - 1) / t.gm);
     }
-    const int tiles = gm * gn;
-    /* (a region of the library's one size, see ST_PARALLEL: threads past the tiles get none) */
-    const int width = st_region_threads();
-#pragma omp parallel for num_threads(width) schedule(dynamic)
-    for (int t = 0; t < tiles; t++) {
-        const int ti = t / gn, tj = t % gn;
-        const int i0 = imin(M, split(um, gm, ti) * bm), i1 = imin(M, split(um, gm, ti + 1) * bm);
-        const int j0 = imin(N, split(un, gn, tj) * bn), j1 = imin(N, split(un, gn, tj + 1) * bn);
-        run_range(&p, i0, i1, j0, j1);
-    }
+    ST_PARALLEL_FOR(threads, 1, k, t.gm * t.gn, run_tile(&p, &t, (int)k));
 }
 
 /* ---------------------------------------------------------------- reference */

@@ -1236,6 +1236,15 @@ static const float *layer_member(st_model *m, st_layer *l, const float *in, st_m
     return out;
 }
 
+/* Member `id` of a team of `size` through the whole forward pass of one image x. */
+static void team_member(st_model *m, const float *x, st_team *team, int id, int size)
+{
+    st_member me = {team, id, size, 0, -1};
+    const float *in = x;
+    for (int i = 0; i < m->nlayers; i++)
+        in = layer_member(m, &m->layers[i], in, &me);
+}
+
 void st_forward_team(st_model *m, const float *x, int size)
 {
     for (int i = 0; i < m->nlayers; i++) { /* what the members read, made once */
@@ -1256,20 +1265,8 @@ void st_forward_team(st_model *m, const float *x, int size)
     st_team team;
     atomic_init(&team.next, 0);
     atomic_init(&team.done, 0);
-    /* (a region of the library's one size, see ST_PARALLEL: threads past the team's size wait
-     * at its end) */
-    const int width = st_region_threads() > size ? st_region_threads() : size;
-#pragma omp parallel num_threads(width)
-    {
-        const int id = omp_get_thread_num();
-        const int members = size < omp_get_num_threads() ? size : omp_get_num_threads();
-        if (id < members) {
-            st_member me = {&team, id, members, 0, -1};
-            const float *in = x;
-            for (int i = 0; i < m->nlayers; i++)
-                in = layer_member(m, &m->layers[i], in, &me);
-        }
-    } /* (the region's end waits for every member: every item is finished) */
+    /* (the region's end waits for every member: every item is finished) */
+    ST_PARALLEL(size, team_member(m, x, &team, part, parts));
 }
 
 float st_cross_entropy(float *dlogits, const float *logits, const uint8_t *labels, int n, int c)
